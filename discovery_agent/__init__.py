@@ -1,0 +1,1 @@
+"""SLP directory agent and DNS-SD advertiser fed from an iSNS server."""
