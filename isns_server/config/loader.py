@@ -1,0 +1,210 @@
+"""YAML text -> validated `Config`, with errors that name the key and the line.
+
+The loader is driven by the dataclasses in `schema.py`: field names are the allowed keys,
+annotations say how to convert each value. Checks that span several fields live in
+`_check`, after conversion.
+"""
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+
+from ..names import iscsi_name_problem
+from .schema import (
+    Config,
+    ConfigValueError,
+    ListenAddress,
+    parse_size,
+)
+
+# Port assumed when a listen address is written without one.
+_DEFAULT_PORTS = {"isns": 3205, "portal": 3260, "slp": 427, "api": 8080}
+_SIZE_FIELDS = {"size", "max_message_size"}
+_CHOICES = {
+    "log_level": ("debug", "info", "warning", "error"),
+    "backend": ("sqlite", "memory"),
+}
+_POSITIVE = {
+    "registration_period", "esi_min_interval", "esi_max_interval", "esi_retries",
+    "scn_retries", "heartbeat_interval", "max_message_size",
+}  # fmt: skip
+
+
+_SCALAR_TYPES = (bool, int, str, Path, ListenAddress)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and what to write instead."""
+
+
+def load_config(path: Path | None) -> Config:
+    """The embedded defaults when `path` is None, else the file's validated contents."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if root is None:
+        return Config()
+    converter = _Converter(source)
+    config: Config = converter.convert(root, Config, ())
+    problems = _check(config)
+    if problems:
+        raise ConfigError("\n".join(converter.locate(key, text) for key, text in problems))
+    return config
+
+
+class _Converter:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[str, int] = {}  # dotted key path -> 1-based line, for later checks
+
+    def locate(self, key: str, message: str) -> str:
+        line = self.lines.get(key)
+        where = f"{self.source} line {line}" if line else self.source
+        return f"{where}: {key}: {message}"
+
+    def fail(self, node: yaml.Node, path: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(self.locate(".".join(path) or "top level", message))
+
+    def convert(self, node: yaml.Node, hint: Any, path: tuple[str, ...]) -> Any:
+        self.lines[".".join(path)] = node.start_mark.line + 1
+        origin = get_origin(hint)
+        if origin in (types.UnionType, typing.Union):  # X | None
+            (inner,) = [a for a in get_args(hint) if a is not type(None)]
+            if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+                return None
+            return self.convert(node, inner, path)
+        if origin is tuple:
+            if not isinstance(node, yaml.SequenceNode):
+                if hint == tuple[ListenAddress, ...] and isinstance(node, yaml.ScalarNode):
+                    return (self.convert(node, ListenAddress, path),)
+                raise self.fail(node, path, "expected a list")
+            item = get_args(hint)[0]
+            return tuple(
+                self.convert(child, item, (*path[:-1], f"{path[-1]}[{i}]"))
+                for i, child in enumerate(node.value)
+            )
+        if hint in _SCALAR_TYPES:
+            return self.convert_scalar(node, hint, path)
+        return self.convert_section(node, hint, path)
+
+    def convert_section(self, node: yaml.Node, cls: Any, path: tuple[str, ...]) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, path, "expected a mapping of keys to values")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key not in fields:
+                allowed = "unknown key; allowed here: " + ", ".join(fields)
+                raise self.fail(key_node, (*path, str(key)), allowed)
+            if key in values:
+                raise self.fail(key_node, (*path, key), "given twice")
+            values[key] = self.convert(value_node, hints[key], (*path, key))
+        missing = [
+            name
+            for name, f in fields.items()
+            if name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise self.fail(node, path, f"missing required key {missing[0]!r}")
+        return cls(**values)
+
+    def convert_scalar(self, node: yaml.Node, hint: Any, path: tuple[str, ...]) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, path, f"expected a single value ({_describe(hint)})")
+        value = _scalar(node)
+        name = path[-1].split("[")[0] if path else ""
+        try:
+            if hint is bool:
+                if not isinstance(value, bool):
+                    raise ConfigValueError(f"expected true or false, got {node.value!r}")
+                return value
+            if hint is int:
+                if name in _SIZE_FIELDS:
+                    value = parse_size(value if isinstance(value, int) else str(value))
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigValueError(f"expected a whole number, got {node.value!r}")
+                if value < 0 or (name in _POSITIVE and value < 1):
+                    raise ConfigValueError(f"expected at least {int(name in _POSITIVE)}")
+                return value
+            if hint is str:
+                if name in _CHOICES and value not in _CHOICES[name]:
+                    raise ConfigValueError(f"expected one of {', '.join(_CHOICES[name])}")
+                return str(value)
+            if hint is Path:
+                return Path(str(value))
+            # ListenAddress: a section's own port applies when only a host is written
+            section = next((p for p in path if p in _DEFAULT_PORTS), "")
+            return ListenAddress.parse(str(value), _DEFAULT_PORTS.get(section))
+        except ConfigValueError as exc:
+            raise self.fail(node, path, str(exc)) from None
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    """The scalar with YAML's implicit typing (true, 12, "12"), as SafeLoader reads it."""
+    return yaml.SafeLoader("").construct_object(node)
+
+
+def _describe(hint: Any) -> str:
+    return {bool: "true or false", int: "a number", str: "a string"}.get(hint, "a value")
+
+
+def _check(config: Config) -> list[tuple[str, str]]:
+    """Checks that involve more than one value: (key path, problem) pairs."""
+    problems: list[tuple[str, str]] = []
+    isns = config.isns
+    if isns.esi_min_interval > isns.esi_max_interval:
+        problems.append(("isns.esi_min_interval", "must not exceed isns.esi_max_interval"))
+    names = [(f"isns.control_nodes[{i}]", n) for i, n in enumerate(isns.control_nodes)]
+    names += [(f"targets[{i}].name", t.name) for i, t in enumerate(config.targets)]
+    for i, dd in enumerate(config.discovery_domains):
+        names += [(f"discovery_domains[{i}].members[{j}]", m) for j, m in enumerate(dd.members)]
+    for where, name in names:
+        if problem := iscsi_name_problem(name):
+            problems.append((where, f"{name!r} is not an iSCSI name: {problem}"))
+    problems += _duplicates("targets[{}].name", [t.name for t in config.targets])
+    dd_names = [dd.name for dd in config.discovery_domains]
+    problems += _duplicates("discovery_domains[{}].name", dd_names)
+    for i, target in enumerate(config.targets):
+        problems += _duplicates(f"targets[{i}].luns[{{}}].lun", [lun.lun for lun in target.luns])
+        problems += [
+            (f"targets[{i}].luns[{j}].lun", "must be between 0 and 16383")
+            for j, lun in enumerate(target.luns)
+            if not 0 <= lun.lun < 16384
+        ]
+        for key, chap in (("chap", target.chap), ("mutual_chap", target.mutual_chap)):
+            # RFC 3720 8.2.1: secrets shorter than 12 bytes are too easy to brute-force
+            if chap is not None and not 12 <= len(chap.secret.encode()) <= 255:
+                length = len(chap.secret.encode())
+                problem = f"must be 12 to 255 bytes (is {length})"
+                problems.append((f"targets[{i}].{key}.secret", problem))
+        if target.mutual_chap and not target.chap:
+            problems.append((f"targets[{i}].mutual_chap", f"needs targets[{i}].chap as well"))
+    return problems
+
+
+def _duplicates(pattern: str, values: list[Any]) -> list[tuple[str, str]]:
+    """A problem for each repeat of a value that must be unique; `pattern` takes the index."""
+    return [
+        (pattern.format(i), f"{value!r} is declared twice")
+        for i, value in enumerate(values)
+        if value in values[:i]
+    ]

@@ -1,0 +1,165 @@
+"""The configuration contract (../shared/DESIGN.md): one frozen dataclass per YAML section.
+
+Field names are the YAML keys. Defaults are the embedded defaults `isns-server` runs on
+when no file is given. `field_help` metadata is what a validation error tells the
+administrator to write instead.
+"""
+
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+
+class ConfigValueError(ValueError):
+    """A single value is wrong; the loader adds the key path and line."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ListenAddress:
+    """host:port, with IPv6 hosts in brackets ("[::1]:3205")."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, default_port: int | None = None) -> "ListenAddress":
+        host, sep, port_text = text.rpartition(":")
+        if text.startswith("[") and "]" in text:
+            host, _, rest = text[1:].partition("]")
+            sep, port_text = (":", rest[1:]) if rest.startswith(":") else ("", "")
+        elif text.count(":") > 1 or not sep:  # bare IPv6 or bare host: no port given
+            host, port_text = text, ""
+        if not port_text:
+            if default_port is None:
+                raise ConfigValueError(f"expected host:port (e.g. 127.0.0.1:3205), got {text!r}")
+            port_text = str(default_port)
+        try:
+            ip_address(host)
+        except ValueError:
+            raise ConfigValueError(
+                f"expected an IPv4 or IPv6 address, got {host!r} in {text!r}"
+            ) from None
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigValueError(f"expected a port between 1 and 65535, got {port_text!r}")
+        return cls(host, int(port_text))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from 4096, "512MiB", "1GiB" (binary units only: no ambiguity about 1000 vs 1024)."""
+    if isinstance(text, int):
+        return text
+    number = text.rstrip("BKMGTi")
+    unit = text[len(number) :]
+    if unit not in _SIZE_UNITS or not number.strip().isdigit():
+        raise ConfigValueError(f"expected a size such as 4096, 512MiB or 1GiB, got {text!r}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _help(text: str) -> Any:
+    return {"help": text}
+
+
+@dataclass(frozen=True, slots=True)
+class IsnsSection:
+    enabled: bool = True
+    listen: tuple[ListenAddress, ...] = field(
+        default=(ListenAddress("0.0.0.0", 3205),), metadata=_help("addresses for TCP and UDP")
+    )
+    registration_period: int = field(default=900, metadata=_help("seconds, at least 1"))
+    default_dd: bool = True
+    control_nodes: tuple[str, ...] = field(default=(), metadata=_help("a list of iSCSI names"))
+    esi_min_interval: int = field(default=20, metadata=_help("seconds, at least 1"))
+    esi_max_interval: int = field(default=300, metadata=_help("seconds, at least 1"))
+    esi_retries: int = field(default=3, metadata=_help("a count, at least 1"))
+    scn_retries: int = field(default=3, metadata=_help("a count, at least 1"))
+    heartbeat_address: ListenAddress | None = None
+    heartbeat_interval: int = field(default=60, metadata=_help("seconds, at least 1"))
+    max_message_size: int = field(
+        default=1 << 20, metadata=_help("bytes of one reassembled iSNS message, e.g. 1MiB")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    backend: str = field(default="sqlite", metadata=_help("sqlite or memory"))
+    durable: bool = field(
+        default=True, metadata=_help("true: fsync before acknowledging a registration")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSection:
+    enabled: bool = True
+    listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 3260),)
+
+
+@dataclass(frozen=True, slots=True)
+class ChapCredentials:
+    user: str
+    secret: str = field(metadata=_help("a CHAP secret of 12 to 255 characters"))
+
+
+@dataclass(frozen=True, slots=True)
+class Lun:
+    lun: int
+    path: Path
+    size: int = field(default=0, metadata=_help("bytes, e.g. 1GiB; 0 keeps the file's size"))
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    luns: tuple[Lun, ...] = ()
+    chap: ChapCredentials | None = None
+    mutual_chap: ChapCredentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryDomain:
+    name: str
+    members: tuple[str, ...] = field(default=(), metadata=_help("a list of iSCSI names"))
+
+
+@dataclass(frozen=True, slots=True)
+class SlpSection:
+    enabled: bool = True
+    listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 427),)
+    interfaces: tuple[str, ...] = field(
+        default=(), metadata=_help("IPv4 addresses of interfaces to multicast on")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MdnsSection:
+    enabled: bool = True
+    interfaces: tuple[str, ...] = field(
+        default=(), metadata=_help("IP addresses of interfaces to advertise on")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSection:
+    enabled: bool = True
+    listen: ListenAddress = ListenAddress("127.0.0.1", 8080)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path("./isns-data")
+    log_level: str = field(default="info", metadata=_help("debug, info, warning or error"))
+    isns: IsnsSection = IsnsSection()
+    store: StoreSection = StoreSection()
+    portal: PortalSection = PortalSection()
+    targets: tuple[Target, ...] = ()
+    discovery_domains: tuple[DiscoveryDomain, ...] = ()
+    slp: SlpSection = SlpSection()
+    mdns: MdnsSection = MdnsSection()
+    api: ApiSection = ApiSection()
