@@ -72,13 +72,14 @@ class _Converter:
         self.source = source
         self.lines: dict[str, int] = {}  # dotted key path -> 1-based line, for later checks
 
-    def locate(self, key: str, message: str) -> str:
-        line = self.lines.get(key)
+    def locate(self, key: str, message: str, line: int | None = None) -> str:
+        line = line or self.lines.get(key)
         where = f"{self.source} line {line}" if line else self.source
         return f"{where}: {key}: {message}"
 
     def fail(self, node: yaml.Node, path: tuple[str, ...], message: str) -> ConfigError:
-        return ConfigError(self.locate(".".join(path) or "top level", message))
+        line = node.start_mark.line + 1
+        return ConfigError(self.locate(".".join(path) or "top level", message, line))
 
     def convert(self, node: yaml.Node, hint: Any, path: tuple[str, ...]) -> Any:
         self.lines[".".join(path)] = node.start_mark.line + 1

@@ -1,0 +1,25 @@
+"""Persistence of the registry: a `Store` keeps records durable, in batches."""
+
+from pathlib import Path
+
+from .base import Changes, Record, Ref, Store, StoreError
+from .memory import MemoryStore
+from .sqlite import SqliteStore
+
+
+def open_store(backend: str, data_dir: Path, durable: bool) -> Store:
+    if backend == "memory":
+        return MemoryStore()
+    return SqliteStore(data_dir, durable)
+
+
+__all__ = [
+    "Changes",
+    "MemoryStore",
+    "Record",
+    "Ref",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "open_store",
+]

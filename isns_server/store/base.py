@@ -1,0 +1,31 @@
+"""What the server needs from persistence, whatever the backend."""
+
+import asyncio
+from collections.abc import Hashable, Mapping
+from typing import Any, Protocol
+
+# A registry object reference such as ("entity", "ent1") or ("dd", 3); the registry defines
+# the kinds. A record is its JSON-serialisable form; None means "the object is gone".
+Ref = tuple[str, Hashable]
+Record = dict[str, Any]
+Changes = Mapping[Ref, Record | None]
+
+
+class StoreError(Exception):
+    """A change could not be made durable; the message says what the disk or backend said."""
+
+
+class Store(Protocol):
+    def load(self) -> list[tuple[Ref, Record]]:
+        """Every stored record, for rebuilding the registry at startup."""
+        ...
+
+    def submit(self, changes: Changes) -> "asyncio.Future[None] | None":
+        """Queue changes; the future resolves once they are durable (None: already are)."""
+        ...
+
+    def barrier(self) -> "asyncio.Future[None] | None":
+        """A future resolving once everything submitted so far is durable (None: already is)."""
+        ...
+
+    async def close(self) -> None: ...
