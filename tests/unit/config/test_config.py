@@ -61,7 +61,7 @@ def test_listen_addresses_take_the_sections_default_port_and_ipv6_brackets() -> 
         ("isns:\n  listn: x\n", "line 2: isns.listn: unknown key; allowed here: enabled, listen"),
         (
             "isns:\n  registration_period: abc\n",
-            "line 2: isns.registration_period: expected a whole",
+            "isns.registration_period: expected a whole",
         ),
         ("isns:\n  esi_retries: 0\n", "line 2: isns.esi_retries: expected at least 1"),
         ('isns:\n  listen: ["1.2.3:5"]\n', "isns.listen[0]: expected an IPv4 or IPv6 address"),

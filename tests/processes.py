@@ -1,0 +1,143 @@
+"""Start our server and open-isns' isnsd as child processes on loopback for tests and benches."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and also free for UDP."""
+    while True:
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port: int = tcp.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+class OurServer:
+    """`isns-server` in a child process, iSNS only, on a free loopback port."""
+
+    def __init__(self, workdir: Path, **isns: object) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log_path = workdir / "isns-server.log"
+        self.settings: dict[str, object] = {
+            "data_dir": str(workdir / "data"),
+            "isns": {"listen": [f"127.0.0.1:{self.port}"], **isns},
+            "portal": {"enabled": False},
+            "slp": {"enabled": False},
+            "mdns": {"enabled": False},
+            "api": {"enabled": False},
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def configure(self, **sections: object) -> None:
+        self.settings.update(sections)
+
+    def start(self) -> "OurServer":
+        config = self.workdir / "isns-server.yaml"
+        config.write_text(yaml.safe_dump(self.settings))
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "isns_server", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush anything."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class OpenIsnsServer:
+    """open-isns `isnsd` in the foreground on a free loopback port, with its own database."""
+
+    def __init__(self, workdir: Path, isnsd: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        (workdir / "db").mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "isnsd.conf"
+        self.config.write_text(
+            f"SourceName = iqn.2026-11.org.example.test:isnsd\n"
+            f"BindAddress = 127.0.0.1:{self.port}\n"
+            f"Database = {workdir / 'db'}\n"
+            f"PIDFile = {workdir / 'isnsd.pid'}\n"
+            "RegistrationPeriod = 10m\n"
+            "DefaultDiscoveryDomain = 1\n"
+            "SLPRegister = 0\n"
+            "Security = 0\n"
+        )
+        self.process = subprocess.Popen(
+            [isnsd, "-c", str(self.config), "-f"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "isnsd.log", "wb"),  # noqa: SIM115 - lives with the process
+        )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def isnsadm(
+    isnsadm_path: str, port: int, source: str, *args: str, workdir: Path
+) -> tuple[int, str]:
+    """Run isnsadm against 127.0.0.1:`port` as `source`; (exit code, stdout+stderr)."""
+    config = workdir / f"isnsadm-{port}.conf"
+    config.write_text(f"SourceName = {source}\nServerAddress = 127.0.0.1:{port}\nSecurity = 0\n")
+    env = {**os.environ, "LC_ALL": "C"}
+    done = subprocess.run(
+        [isnsadm_path, "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    return done.returncode, done.stdout + done.stderr
