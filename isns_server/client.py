@@ -6,6 +6,7 @@ flight on one connection.
 """
 
 import asyncio
+import contextlib
 import itertools
 from types import TracebackType
 
@@ -78,10 +79,8 @@ class IsnsClient:
     async def close(self) -> None:
         self._receiver.cancel()
         self._writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self._writer.wait_closed()
-        except OSError:
-            pass
 
     async def __aenter__(self) -> "IsnsClient":
         return self
