@@ -25,7 +25,9 @@ class Application:
         config = self.config
         self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
         policy = Policy(
-            default_dd=config.isns.default_dd, control_nodes=frozenset(config.isns.control_nodes)
+            default_dd=config.isns.default_dd,
+            control_nodes=frozenset(config.isns.control_nodes),
+            registration_period=config.isns.registration_period,
         )
         records = self.store.load()
         self.registry = Registry.restore(records, policy)

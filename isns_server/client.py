@@ -52,7 +52,7 @@ class IsnsClient:
             xid = next(self._xids)
         flags = Flags.REPLACE if replace else Flags.NONE
         message = request(function, xid, source, keys, operating, flags)
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiting[xid] = answer
         self._writer.writelines(encode_message(message))
         try:

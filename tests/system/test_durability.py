@@ -29,7 +29,8 @@ async def register_until_killed(port: int, client: int, acked: list[str]) -> Non
                     Attribute(Tag.ISCSI_NAME, name),
                     keys=(Attribute(Tag.ENTITY_IDENTIFIER, f"ent-{client}-{n}"),),
                     operating=(
-                        Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address("127.0.0.1")),
+                        # A portal belongs to one entity: each gets its own address.
+                        Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address(0x7F000001 + n)),
                         Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260 + client)),
                         Attribute(Tag.ISCSI_NAME, name),
                         Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),

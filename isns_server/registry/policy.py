@@ -1,0 +1,25 @@
+"""The administratively controlled settings of RFC 4171 2.4 that the registry applies."""
+
+from dataclasses import dataclass
+
+from .objects import normalize_name
+
+DEFAULT_REGISTRATION_PERIOD = 900  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """`default_dd`: nodes that are members of no DD see each other (2.2.2's "default DD").
+    `control_nodes`: iSCSI names that are Control Nodes (2.4 "Authorized Control Nodes"):
+    they see every object, may manage DDs and DD sets, and may register the Control node
+    type. `registration_period`: what an entity that asks for none gets (6.2.6).
+    """
+
+    default_dd: bool = True
+    control_nodes: frozenset[str] = frozenset()
+    registration_period: int = DEFAULT_REGISTRATION_PERIOD
+
+    def __post_init__(self) -> None:
+        # Names are compared normalised (5.6.2), whatever case the configuration used.
+        normalized = frozenset(normalize_name(name) for name in self.control_nodes)
+        object.__setattr__(self, "control_nodes", normalized)
