@@ -5,6 +5,7 @@ store says the change is durable. A request that changes nothing still waits for
 writes queued before it, so no client reads state that a crash could take back.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ class Dispatcher:
 
     def dispatch(self, message: Message, reply: Reply, peer: str) -> None:
         """Handle one message; `reply` is called (maybe later) with the answer, if any."""
+        if message.is_response or message.function == FunctionId.HEARTBEAT:
+            # Nothing to answer: responses (to ESI/SCN) and Heartbeats are not requests.
+            log.debug("ignored %s from %s", _function_name(message.function), peer)
+            return
         try:
             outcome = self.registry.handle(message, self.clock())
         except Exception:
@@ -40,8 +45,6 @@ class Dispatcher:
             reply(response(message, Status.INTERNAL_ERROR))
             return
         answer = outcome.response
-        if answer is None:
-            return
         if outcome.dirty:
             pending = self.store.submit(
                 {ref: self.registry.export_record(ref) for ref in outcome.dirty}
@@ -52,8 +55,8 @@ class Dispatcher:
             reply(answer)
             return
 
-        def durable(done: "object") -> None:
-            if pending.cancelled() or pending.exception() is not None:
+        def durable(done: "asyncio.Future[None]") -> None:
+            if done.cancelled() or done.exception() is not None:
                 reply(response(message, Status.INTERNAL_ERROR))
             else:
                 reply(answer)

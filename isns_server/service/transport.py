@@ -7,7 +7,7 @@ connection is closed when the byte stream cannot be framed any more.
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from ..isnsp.codec import DatagramDecoder, StreamDecoder, encode_message
 from ..isnsp.errors import MessageFormatError
@@ -48,9 +48,8 @@ class IsnsStreamProtocol(asyncio.Protocol):
         self.warned = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.open_set.add(transport)
+        self.transport = cast(asyncio.Transport, transport)
+        self.open_set.add(self.transport)
         self.peer = _peer_text(transport.get_extra_info("peername"))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -105,8 +104,7 @@ class IsnsDatagramProtocol(asyncio.DatagramProtocol):
         self.warned: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         peer = _peer_text(addr)
