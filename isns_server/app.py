@@ -4,10 +4,20 @@ import asyncio
 import logging
 import signal
 
+from discovery_agent.service import (
+    DiscoveryAgentService,
+    agent_control_nodes,
+    in_process_endpoints,
+)
+
 from .config import Config
+from .config.schema import SlpSection
+from .isnsp.messages import Message
 from .registry import Policy, Registry
 from .service import Dispatcher, IsnsService
 from .store import Store, open_store
+from .target.registration import RegistryCall
+from .target.server import PortalServer
 
 log = logging.getLogger("isns_server")
 
@@ -20,14 +30,19 @@ class Application:
         self.store: Store | None = None
         self.registry: Registry | None = None
         self.isns: IsnsService | None = None
+        self.portal: PortalServer | None = None
+        self.discovery: DiscoveryAgentService | None = None
 
     async def start(self) -> None:
         config = self.config
         self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
         policy = Policy(
             default_dd=config.isns.default_dd,
-            control_nodes=frozenset(config.isns.control_nodes),
+            control_nodes=frozenset(config.isns.control_nodes) | agent_control_nodes(config),
             registration_period=config.isns.registration_period,
+            esi_min_interval=config.isns.esi_min_interval,
+            esi_max_interval=config.isns.esi_max_interval,
+            esi_retries=config.isns.esi_retries,
         )
         records = self.store.load()
         self.registry = Registry.restore(records, policy)
@@ -35,21 +50,51 @@ class Application:
             log.info("registry loaded from %s: %d records", config.data_dir, len(records))
         try:
             if config.isns.enabled:
-                self.isns = IsnsService(
-                    Dispatcher(self.registry, self.store), config.isns.max_message_size
+                self.isns = IsnsService(self.registry, self.store, config.isns)
+                await self.isns.start()
+            if config.portal.enabled:
+                dispatcher = (
+                    self.isns.dispatcher if self.isns else Dispatcher(self.registry, self.store)
                 )
-                await self.isns.start(config.isns.listen)
+                self.portal = PortalServer(config, self.registry, registry_call(dispatcher))
+                await self.portal.start()
+            if config.slp.enabled or config.mdns.enabled:
+                # The discovery agent reads the registry over iSNS like any Control Node.
+                # SLP on its default port 427 runs only where it can (root).
+                self.discovery = DiscoveryAgentService(
+                    config,
+                    in_process_endpoints(config),
+                    slp_optional=config.slp.listen == SlpSection().listen,
+                )
+                await self.discovery.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.discovery is not None:  # first: it deregisters itself over iSNS
+            await self.discovery.stop()
+            self.discovery = None
+        if self.portal is not None:  # first: its deregistration goes through the store
+            await self.portal.stop()
+            self.portal = None
         if self.isns is not None:
             await self.isns.stop()
             self.isns = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+
+def registry_call(dispatcher: Dispatcher) -> RegistryCall:
+    """The portal's own registrations, answered like any iSNS client's: once durable."""
+
+    async def call(message: Message) -> Message:
+        answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        dispatcher.dispatch(message, answer.set_result, "the iSCSI portal")
+        return await answer
+
+    return call
 
 
 async def run(config: Config) -> None:

@@ -11,6 +11,7 @@ from .app import run
 from .config import ConfigError, load_config
 from .service import ListenError
 from .store import StoreError
+from .target.scsi import BackstoreError
 
 EXIT_CONFIG = 2  # like argparse: the invocation or its configuration is wrong
 EXIT_RUNTIME = 1
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(run(config))
-    except (ListenError, StoreError) as exc:
+    except (ListenError, StoreError, BackstoreError) as exc:
         logging.getLogger("isns_server").error("%s", exc)
         return EXIT_RUNTIME
     return 0

@@ -54,9 +54,16 @@ class OurServer:
             "api": {"enabled": False},
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.portal_port: int | None = None
 
     def configure(self, **sections: object) -> None:
         self.settings.update(sections)
+
+    def enable_portal(self, **portal: object) -> int:
+        """Run the iSCSI portal too, on a free loopback port (returned)."""
+        self.portal_port = free_port()
+        self.settings["portal"] = {"listen": [f"127.0.0.1:{self.portal_port}"], **portal}
+        return self.portal_port
 
     def start(self) -> "OurServer":
         config = self.workdir / "isns-server.yaml"
@@ -68,6 +75,8 @@ class OurServer:
                 stderr=subprocess.STDOUT,
             )
         wait_for_port(self.port, self.process)
+        if self.portal_port is not None:
+            wait_for_port(self.portal_port, self.process)
         return self
 
     def kill(self) -> None:
@@ -141,3 +150,51 @@ def isnsadm(
         env=env,
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def slp_settings(port: int, **slp: object) -> dict[str, object]:
+    """An `slp` section: the agent on 127.0.0.1:`port`, multicasting on loopback only."""
+    return {"listen": [f"127.0.0.1:{port}"], "interfaces": ["127.0.0.1"], **slp}
+
+
+class DiscoveryAgentProcess:
+    """`discovery-agent` in a child process: SLP on a free loopback port, mirroring the
+    iSNS server on 127.0.0.1:`isns_port` as Control Node `node_name`."""
+
+    def __init__(self, workdir: Path, isns_port: int, node_name: str, **slp: object) -> None:
+        self.port = free_port()
+        self.log_path = workdir / "discovery-agent.log"
+        self.config = workdir / "discovery-agent.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "log_level": "debug",
+                    "slp": slp_settings(self.port, **slp),
+                    "mdns": {"enabled": False},
+                    "discovery_agent": {
+                        "isns_server": f"127.0.0.1:{isns_port}",
+                        "node_name": node_name,
+                    },
+                }
+            )
+        )
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "discovery_agent", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -6,6 +6,7 @@ annotations say how to convert each value. Checks that span several fields live 
 """
 
 import dataclasses
+import ipaddress
 import types
 import typing
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from ..names import iscsi_name_problem
 from .schema import (
+    ChapCredentials,
     Config,
     ConfigValueError,
     ListenAddress,
@@ -22,7 +24,9 @@ from .schema import (
 )
 
 # Port assumed when a listen address is written without one.
-_DEFAULT_PORTS = {"isns": 3205, "portal": 3260, "slp": 427, "api": 8080}
+_DEFAULT_PORTS = {
+    "isns": 3205, "portal": 3260, "slp": 427, "api": 8080, "discovery_agent": 3205,
+}  # fmt: skip
 _SIZE_FIELDS = {"size", "max_message_size"}
 _CHOICES = {
     "log_level": ("debug", "info", "warning", "error"),
@@ -30,7 +34,8 @@ _CHOICES = {
 }
 _POSITIVE = {
     "registration_period", "esi_min_interval", "esi_max_interval", "esi_retries",
-    "scn_retries", "heartbeat_interval", "max_message_size",
+    "scn_retries", "heartbeat_interval", "max_message_size", "login_timeout", "nop_in_timeout",
+    "mtu", "rate_limit", "rate_burst", "advert_period",
 }  # fmt: skip
 
 
@@ -175,7 +180,10 @@ def _check(config: Config) -> list[tuple[str, str]]:
     if isns.esi_min_interval > isns.esi_max_interval:
         problems.append(("isns.esi_min_interval", "must not exceed isns.esi_max_interval"))
     names = [(f"isns.control_nodes[{i}]", n) for i, n in enumerate(isns.control_nodes)]
-    names += [(f"targets[{i}].name", t.name) for i, t in enumerate(config.targets)]
+    for i, target in enumerate(config.targets):
+        names.append((f"targets[{i}].name", target.name))
+        allowed = target.allowed_initiators
+        names += [(f"targets[{i}].allowed_initiators[{j}]", n) for j, n in enumerate(allowed)]
     for i, dd in enumerate(config.discovery_domains):
         names += [(f"discovery_domains[{i}].members[{j}]", m) for j, m in enumerate(dd.members)]
     for where, name in names:
@@ -184,21 +192,42 @@ def _check(config: Config) -> list[tuple[str, str]]:
     problems += _duplicates("targets[{}].name", [t.name for t in config.targets])
     dd_names = [dd.name for dd in config.discovery_domains]
     problems += _duplicates("discovery_domains[{}].name", dd_names)
+    portal = config.portal
+    problems += _chap_problems(
+        "portal.discovery_", portal.discovery_chap, portal.discovery_mutual_chap
+    )
+    paths: list[str] = []
     for i, target in enumerate(config.targets):
         problems += _duplicates(f"targets[{i}].luns[{{}}].lun", [lun.lun for lun in target.luns])
-        problems += [
-            (f"targets[{i}].luns[{j}].lun", "must be between 0 and 16383")
-            for j, lun in enumerate(target.luns)
-            if not 0 <= lun.lun < 16384
-        ]
-        for key, chap in (("chap", target.chap), ("mutual_chap", target.mutual_chap)):
-            # RFC 3720 8.2.1: secrets shorter than 12 bytes are too easy to brute-force
-            if chap is not None and not 12 <= len(chap.secret.encode()) <= 255:
-                length = len(chap.secret.encode())
-                problem = f"must be 12 to 255 bytes (is {length})"
-                problems.append((f"targets[{i}].{key}.secret", problem))
-        if target.mutual_chap and not target.chap:
-            problems.append((f"targets[{i}].mutual_chap", f"needs targets[{i}].chap as well"))
+        for j, lun in enumerate(target.luns):
+            where = f"targets[{i}].luns[{j}]"
+            if not 0 <= lun.lun < 16384:
+                problems.append((f"{where}.lun", "must be between 0 and 16383"))
+            if str(lun.path) in paths:  # two LUNs writing one file corrupt each other
+                problems.append((f"{where}.path", f"{str(lun.path)!r} is used by another LUN"))
+            paths.append(str(lun.path))
+        if target.alias is not None and not 0 < len(target.alias.encode()) <= 255:
+            problems.append((f"targets[{i}].alias", "must be 1 to 255 bytes"))
+        problems += _chap_problems(f"targets[{i}].", target.chap, target.mutual_chap)
+    return problems + _discovery_problems(config)
+
+
+def _chap_problems(
+    prefix: str, chap: ChapCredentials | None, mutual: ChapCredentials | None
+) -> list[tuple[str, str]]:
+    """CHAP credentials `{prefix}chap` and `{prefix}mutual_chap` (RFC 3720 8.2.1)."""
+    problems = []
+    for key, credentials in (("chap", chap), ("mutual_chap", mutual)):
+        if credentials is None:
+            continue
+        length = len(credentials.secret.encode())  # under 12 bytes: too easy to brute-force
+        if not 12 <= length <= 255:
+            problems.append((f"{prefix}{key}.secret", f"must be 12 to 255 bytes (is {length})"))
+    if mutual and not chap:
+        problems.append((f"{prefix}mutual_chap", f"needs {prefix}chap as well"))
+    elif mutual and chap and mutual.secret == chap.secret:
+        # One secret for both directions lets an attacker reflect our own challenge.
+        problems.append((f"{prefix}mutual_chap.secret", f"must differ from {prefix}chap.secret"))
     return problems
 
 
@@ -209,3 +238,41 @@ def _duplicates(pattern: str, values: list[Any]) -> list[tuple[str, str]]:
         for i, value in enumerate(values)
         if value in values[:i]
     ]
+
+
+_MTU_RANGE = range(512, 65001)  # RFC 2608 6.1 wants at least a minimal datagram; UDP's limit
+
+
+def _discovery_problems(config: Config) -> list[tuple[str, str]]:
+    """The SLP, mDNS and discovery agent keys that need more than a type check."""
+    slp, agent = config.slp, config.discovery_agent
+    problems: list[tuple[str, str]] = []
+    for i, address in enumerate(slp.interfaces):
+        if not isinstance(_ip(address), ipaddress.IPv4Address):
+            # RFC 3111 (SLP over IPv6 multicast) is not supported.
+            problems.append((f"slp.interfaces[{i}]", f"{address!r} is not an IPv4 address"))
+    for i, address in enumerate(config.mdns.interfaces):
+        if _ip(address) is None:
+            problems.append((f"mdns.interfaces[{i}]", f"{address!r} is not an IP address"))
+    if not slp.scopes:
+        problems.append(("slp.scopes", "a directory agent needs at least one scope"))
+    problems += [(f"slp.scopes[{i}]", "empty scope") for i, s in enumerate(slp.scopes) if not s]
+    for i, network in enumerate(slp.trusted_networks):
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            problems.append((f"slp.trusted_networks[{i}]", f"expected a network: {exc}"))
+    if slp.mtu not in _MTU_RANGE:
+        problems.append(("slp.mtu", f"must be between {_MTU_RANGE.start} and {_MTU_RANGE[-1]}"))
+    if agent.node_name and (problem := iscsi_name_problem(agent.node_name)):
+        problems.append(("discovery_agent.node_name", f"not an iSCSI name: {problem}"))
+    if agent.scn_port > 65535:
+        problems.append(("discovery_agent.scn_port", "must be between 0 and 65535"))
+    return problems
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None

@@ -95,15 +95,29 @@ class StoreSection:
 
 
 @dataclass(frozen=True, slots=True)
-class PortalSection:
-    enabled: bool = True
-    listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 3260),)
-
-
-@dataclass(frozen=True, slots=True)
 class ChapCredentials:
     user: str
     secret: str = field(metadata=_help("a CHAP secret of 12 to 255 characters"))
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSection:
+    enabled: bool = True
+    listen: tuple[ListenAddress, ...] = field(
+        default=(ListenAddress("0.0.0.0", 3260),),
+        metadata=_help("addresses for iSCSI logins; registered as the targets' portals"),
+    )
+    discovery_chap: ChapCredentials | None = field(
+        default=None, metadata=_help("what initiators must prove in discovery sessions")
+    )
+    discovery_mutual_chap: ChapCredentials | None = field(
+        default=None, metadata=_help("what the portal proves when initiators ask (mutual CHAP)")
+    )
+    login_timeout: int = field(default=15, metadata=_help("seconds, at least 1"))
+    nop_in_interval: int = field(
+        default=30, metadata=_help("seconds of silence before a NOP-In ping; 0: never ping")
+    )
+    nop_in_timeout: int = field(default=15, metadata=_help("seconds, at least 1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +132,12 @@ class Lun:
 class Target:
     name: str
     luns: tuple[Lun, ...] = ()
+    alias: str | None = None
     chap: ChapCredentials | None = None
     mutual_chap: ChapCredentials | None = None
+    allowed_initiators: tuple[str, ...] = field(
+        default=(), metadata=_help("iSCSI names that may log in without sharing a DD")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +148,28 @@ class DiscoveryDomain:
 
 @dataclass(frozen=True, slots=True)
 class SlpSection:
+    """The SLPv2 directory agent (RFC 2608, RFC 4018); docs/slp.md explains each key."""
+
     enabled: bool = True
     listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 427),)
     interfaces: tuple[str, ...] = field(
         default=(), metadata=_help("IPv4 addresses of interfaces to multicast on")
+    )
+    scopes: tuple[str, ...] = field(
+        default=("DEFAULT",), metadata=_help("SLP scope names; every DD is one more scope")
+    )
+    mtu: int = field(default=1400, metadata=_help("bytes of the largest UDP reply, 512 to 65000"))
+    trusted_networks: tuple[str, ...] = field(
+        default=(), metadata=_help("networks such as 10.0.0.0/24 whose agents may SrvReg")
+    )
+    rate_limit: int = field(default=20, metadata=_help("UDP replies a second to one address"))
+    rate_burst: int = field(default=50, metadata=_help("UDP replies one address may get at once"))
+    max_registrations: int = field(default=4096, metadata=_help("SLP registrations held"))
+    max_registrations_per_source: int = field(
+        default=256, metadata=_help("SLP registrations held for one address")
+    )
+    advert_period: int = field(
+        default=10800, metadata=_help("seconds between unsolicited DAAdverts")
     )
 
 
@@ -142,6 +178,22 @@ class MdnsSection:
     enabled: bool = True
     interfaces: tuple[str, ...] = field(
         default=(), metadata=_help("IP addresses of interfaces to advertise on")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryAgentSection:
+    """How the discovery agent (SLP and DNS-SD) follows the iSNS registry as a client."""
+
+    isns_server: ListenAddress = field(
+        default=ListenAddress("127.0.0.1", 3205),
+        metadata=_help("host:port of the iSNS server a standalone discovery-agent mirrors"),
+    )
+    node_name: str = field(
+        default="", metadata=_help("the agent's iSCSI name, a Control Node of the iSNS server")
+    )
+    scn_port: int = field(
+        default=0, metadata=_help("TCP port for the server's SCNs, 0 for any free port")
     )
 
 
@@ -162,4 +214,5 @@ class Config:
     discovery_domains: tuple[DiscoveryDomain, ...] = ()
     slp: SlpSection = SlpSection()
     mdns: MdnsSection = MdnsSection()
+    discovery_agent: DiscoveryAgentSection = DiscoveryAgentSection()
     api: ApiSection = ApiSection()

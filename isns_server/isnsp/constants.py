@@ -99,6 +99,16 @@ class Status(IntEnum):
     REGISTRATION_FEATURE_NOT_SUPPORTED = 23
 
 
+def status_text(status: int | None) -> str:
+    """A status code for logs: `SCN_EVENT_REJECTED (16)`, an unknown one as its number."""
+    if status is None:
+        return "none"
+    try:
+        return f"{Status(status).name} ({status:d})"
+    except ValueError:
+        return str(status)
+
+
 class Tag(IntEnum):
     """Attribute tags, RFC 4171 6.1."""
 

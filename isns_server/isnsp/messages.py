@@ -24,6 +24,24 @@ class PortNumber:
 
 
 IPAddress = IPv4Address | IPv6Address
+
+
+def unwrap_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by RFC 4291
+    2.5.5.1) stands for; any other address as it is. open-isns registers IPv4 portals in
+    that form where RFC 4171 6.3.1 wants IPv4-mapped, and means IPv4."""
+    if isinstance(address, IPv6Address) and int(address) >> 32 == 0 and int(address) > 1:
+        return IPv4Address(int(address))
+    return address
+
+
+def address_text(address: IPAddress, port: PortNumber) -> str:
+    """An address and port as logs show them: `127.0.0.1:3260/tcp`, `[::1]:3260/tcp`."""
+    address = unwrap_ipv4(address)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"{host}:{port}"
+
+
 # None is a zero-length TLV: a query key asking for "any value", or an attribute requested
 # back in a query's operating attributes.
 AttrValue = str | int | bytes | IPAddress | PortNumber | None

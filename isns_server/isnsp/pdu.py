@@ -8,6 +8,8 @@ from .errors import MessageFormatError
 
 HEADER = Struct(">HHHHHH")  # version, function, PDU length, flags, transaction, sequence
 MAX_PDU_PAYLOAD = 0xFFFC  # largest 4-byte-aligned value of the 16-bit PDU LENGTH
+# One PDU per UDP datagram: keep it under a typical Ethernet MTU minus IP/UDP headers.
+UDP_MAX_PDU_PAYLOAD = 1400
 
 # Authentication block (5.5): BSD, block length, timestamp, SPI length, SPI, authenticator.
 # It follows the PDU payload and is not counted in PDU LENGTH (the 5 figure: total length

@@ -3,6 +3,7 @@
 Pure: no I/O and no clock; `Registry.handle(message, now)` returns an `Outcome`.
 """
 
+from .liveness import EsiProbe, Removal, Tick
 from .objects import (
     DiscoveryDomain,
     DiscoveryDomainSet,
@@ -12,7 +13,7 @@ from .objects import (
     PortalGroup,
     StorageNode,
 )
-from .outcome import COUNTERS, Change, Outcome, Ref
+from .outcome import COUNTERS, Change, Notification, Outcome, Ref
 from .persistence import Record, StoredRef
 from .policy import Policy
 from .registry import Registry
@@ -23,7 +24,9 @@ __all__ = [
     "Change",
     "DiscoveryDomain",
     "DiscoveryDomainSet",
+    "EsiProbe",
     "NetworkEntity",
+    "Notification",
     "ObjectType",
     "Outcome",
     "Policy",
@@ -32,8 +35,10 @@ __all__ = [
     "Record",
     "Ref",
     "Registry",
+    "Removal",
     "StorageNode",
     "StoredRef",
     "TargetPortal",
+    "Tick",
     "VisibleTarget",
 ]

@@ -78,6 +78,8 @@ class Database:
         self.reserved_portals: dict[PortalKey, int] = {}
         # Registered nodes that are members of no DD: the default DD's members.
         self.undomained: dict[str, StorageNode] = {}
+        # Registered nodes with an SCN Bitmap: those State Change Notifications go to.
+        self.subscribers: dict[str, StorageNode] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 1)
         # DevGetNext orders (3.8): by key, and by index for index-keyed walks. A DD's and
         # a DD set's key is their ID, so they need no index order.
@@ -196,6 +198,13 @@ class Database:
         journal.record(ADDED, node, frozenset((name,)))
         return node
 
+    def refresh_subscription(self, node: StorageNode) -> None:
+        """Index `node` as an SCN subscriber, or not, after its SCN Bitmap was written."""
+        if node.scn_bitmap:
+            self.subscribers[node.name] = node
+        else:
+            self.subscribers.pop(node.name, None)
+
     def set_pg(
         self,
         entity: NetworkEntity,
@@ -243,6 +252,7 @@ class Database:
         self.order[ObjectType.NODE].remove(name)
         self.index_order[ObjectType.NODE].remove(node.index)
         self.undomained.pop(name, None)
+        self.subscribers.pop(name, None)
         if name in self.node_domains:
             self.reserved_nodes[name] = node.index
         for pg in [pg for pg in entity.pgs.values() if pg.node_name == name]:

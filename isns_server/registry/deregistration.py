@@ -1,10 +1,13 @@
 """DevDereg (RFC 4171 5.6.5.4, 5.7.5.4): remove entities, portals and nodes."""
 
+from collections.abc import Iterable
+
 from ..isnsp.constants import Status
 from ..isnsp.messages import Attribute, AttrValue
 from .context import Context, Reply
+from .database import Database
 from .objects import NetworkEntity, ObjectType, Portal, RegistryObject, StorageNode, object_type
-from .outcome import Reject
+from .outcome import Journal, Reject
 from .schema import FIELDS, KEY_TAGS, Role, is_fc, lookup_key, normalize_value, render, value_fits
 
 _DEREGISTRABLE = (ObjectType.ENTITY, ObjectType.PORTAL, ObjectType.NODE)
@@ -17,17 +20,25 @@ def dev_dereg(ctx: Context) -> Reply:
     entity: otherwise nothing is removed and the answer lists the objects refused."""
     ctx.require_known()
     targets = _named_objects(ctx)
-    scope, db, journal = ctx.scope, ctx.db, ctx.journal
+    scope = ctx.scope
     if not scope.is_control:
         refused = [obj for obj in targets if _entity(obj) is not scope.entity]
         if refused:
             attrs = [a for obj in refused for a in render(obj, KEY_TAGS[object_type(obj)])]
             raise Reject(Status.SOURCE_UNAUTHORIZED, tuple(attrs))
+    remove_objects(ctx.db, targets, ctx.journal)
+    return (), ()
+
+
+def remove_objects(db: Database, targets: Iterable[RegistryObject], journal: Journal) -> None:
+    """Deregister entities, portals and nodes with everything that depended on them only;
+    an entity left with no portal and no node goes too (5.6.5.4). The one removal path:
+    DevDereg, ESI failures and expired registrations all take it."""
     emptied: dict[int, NetworkEntity] = {}
     for obj in targets:
         entity = _entity(obj)
         if db.entities.get(entity.eid) is not entity:
-            continue  # already gone with an entity named earlier in the message
+            continue  # already gone with an entity named earlier
         if isinstance(obj, NetworkEntity):
             db.remove_entity(obj, journal)
             continue
@@ -38,8 +49,7 @@ def dev_dereg(ctx: Context) -> Reply:
         emptied[id(entity)] = entity
     for entity in emptied.values():
         if not entity.nodes and not entity.portals and db.entities.get(entity.eid) is entity:
-            db.remove_entity(entity, journal)  # its last portal and node are gone (5.6.5.4)
-    return (), ()
+            db.remove_entity(entity, journal)  # its last portal and node are gone
 
 
 def _named_objects(ctx: Context) -> list[RegistryObject]:

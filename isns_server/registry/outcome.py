@@ -57,14 +57,27 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Notification:
+    """A State Change Notification for node `recipient` (5.6.5.8): `message`, to be sent
+    to any one of `destinations` (its entity's portals' SCN Ports, by address). Its
+    transaction ID is 0: the sender numbers each transmission."""
+
+    recipient: str
+    destinations: tuple[tuple[IPAddress, PortNumber], ...]
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """`response` to send; `dirty`: the records to rewrite (Registry.export_record gives
     each, None for one to delete) before the response may go out; `changes`, in the
-    order they happened, for State Change Notifications."""
+    order they happened; `notifications`: the SCNs the changes call for, to be sent once
+    they are durable."""
 
     response: Message
     dirty: frozenset[Ref] = frozenset()
     changes: tuple[Change, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
 
 class Reject(Exception):
@@ -92,17 +105,23 @@ def object_key(obj: RegistryObject) -> ObjectKey:
 
 
 class Journal:
-    """Collects the dirty refs and changes of one message while it is applied."""
+    """Collects the dirty refs and changes of one message while it is applied, the nodes
+    it removed (SCNs still need their entity and type), and the SCN events a client asked
+    to have sent (SCNEvent, 5.6.5.7)."""
 
-    __slots__ = ("changes", "dirty")
+    __slots__ = ("changes", "dirty", "removed_nodes", "requested")
 
     def __init__(self) -> None:
         self.dirty: set[Ref] = set()
         self.changes: list[Change] = []
+        self.removed_nodes: dict[str, StorageNode] = {}
+        self.requested: list[tuple[StorageNode, ScnBitmap]] = []
 
     def record(self, event: ScnBitmap, obj: RegistryObject, names: frozenset[str]) -> None:
         """An object was added, updated or removed."""
         self.changes.append(Change(event, object_type(obj), object_key(obj), names))
+        if event == ScnBitmap.OBJECT_REMOVED and isinstance(obj, StorageNode):
+            self.removed_nodes[obj.name] = obj
         if isinstance(obj, DiscoveryDomain):
             self.dirty.add(dd_ref(obj.id))
         elif isinstance(obj, DiscoveryDomainSet):

@@ -92,7 +92,9 @@ def _restore_entity(db: Database, record: Record, journal: Journal) -> None:
         address, port = _ip(item["ip"]), _port(item["port"])
         _set_fields(db.add_portal(entity, address, port, journal, item["index"]), item)
     for item in record["nodes"]:
-        _set_fields(db.add_node(entity, item["name"], journal, item["index"]), item)
+        node = db.add_node(entity, item["name"], journal, item["index"])
+        _set_fields(node, item)
+        db.refresh_subscription(node)
     for item in record["pgs"]:
         key = portal_key(_ip(item["portal_ip"]), _port(item["portal_port"]))
         db.set_pg(entity, item["node_name"], key, item["tag"], journal, item["index"])

@@ -13,11 +13,17 @@ class Policy:
     `control_nodes`: iSCSI names that are Control Nodes (2.4 "Authorized Control Nodes"):
     they see every object, may manage DDs and DD sets, and may register the Control node
     type. `registration_period`: what an entity that asks for none gets (6.2.6).
+    `esi_min_interval`, `esi_max_interval`: the range ESI Intervals are clamped to, in
+    seconds (6.3.4); `esi_retries`: ESI messages a portal may leave unanswered before it
+    is deregistered.
     """
 
     default_dd: bool = True
     control_nodes: frozenset[str] = frozenset()
     registration_period: int = DEFAULT_REGISTRATION_PERIOD
+    esi_min_interval: int = 20
+    esi_max_interval: int = 300
+    esi_retries: int = 3
 
     def __post_init__(self) -> None:
         # Names are compared normalised (5.6.2), whatever case the configuration used.

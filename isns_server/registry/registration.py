@@ -247,6 +247,7 @@ def _resolve(ctx: Context, specs: list[ObjectSpec]) -> Plan:
             raise Reject(Status.SOURCE_UNAUTHORIZED if intruder else Status.INVALID_REGISTRATION)
         _check_node_type(ctx, spec)
     _check_portal_groups(db, target, specs)
+    _check_esi(target, replace, specs)
     if (target is None or replace is target) and not any(s.kind in (P, N) for s in specs):
         raise Reject(Status.INVALID_REGISTRATION)  # a new entity needs a portal or node
     return Plan(target, eid, entity_spec, specs, replace, entity_keyed, key_eid is not None)
@@ -315,6 +316,28 @@ def _check_node_type(ctx: Context, spec: ObjectSpec) -> None:
         control = isinstance(attr.value, int) and attr.value & NodeType.CONTROL
         if attr.tag == Tag.ISCSI_NODE_TYPE and control and _node_of(spec) not in allowed:
             raise Reject(Status.SOURCE_UNAUTHORIZED)
+
+
+def _check_esi(
+    target: NetworkEntity | None, replace: RegistryObject | None, specs: list[ObjectSpec]
+) -> None:
+    """6.3.5: an entity registered for ESI monitoring (a non-zero ESI Interval) needs an
+    ESI Port on at least one of its portals, as it will have them after this message."""
+    if not any(a.tag == Tag.ESI_INTERVAL and a.value for s in specs for a in s.attrs):
+        return
+    ports: dict[object, bool] = {}
+    if target is not None and replace is not target:
+        ports = {key: p.esi_port is not None for key, p in target.portals.items()}
+        if isinstance(replace, Portal):
+            del ports[replace.key]
+    for spec in specs:
+        if spec.kind is P:
+            port = next((a for a in spec.attrs if a.tag == Tag.ESI_PORT), None)
+            key = _portal_of(spec)
+            if port is not None or key not in ports:
+                ports[key] = port is not None and port.value is not None
+    if not any(ports.values()):
+        raise Reject(Status.INVALID_REGISTRATION)
 
 
 def _check_portal_groups(
@@ -451,12 +474,21 @@ def _register(
 def _set_attributes(
     obj: RegistryObject, attrs: list[Attribute], ctx: Context, updated: bool
 ) -> None:
-    """Store non-key attributes (a zero-length one clears its value)."""
-    for attr in attrs:
-        name = FIELDS[attr.tag].name
-        assert name is not None
+    """Store non-key attributes (a zero-length one clears its value); an existing object
+    is reported updated only when a value changed (a refresh is no news to SCN)."""
+    names = [cast(str, FIELDS[attr.tag].name) for attr in attrs]  # writable: all have one
+    before = [getattr(obj, name) for name in names]
+    for name, attr in zip(names, attrs, strict=True):
         setattr(obj, name, attr.value)
-    if attrs and updated:
+    if isinstance(obj, StorageNode):
+        ctx.db.refresh_subscription(obj)  # the SCN Bitmap may be registered here too (6.4.4)
+    elif isinstance(obj, Portal) and obj.esi_interval:
+        # 6.3.4: the server may choose its own interval; the response tells the client.
+        policy = ctx.policy
+        obj.esi_interval = min(
+            max(obj.esi_interval, policy.esi_min_interval), policy.esi_max_interval
+        )
+    if updated and before != [getattr(obj, name) for name in names]:
         ctx.journal.record(UPDATED, obj, _names(obj))
 
 

@@ -9,12 +9,15 @@ from .context import Context, Reply
 from .database import Database
 from .deregistration import dev_dereg
 from .domains import dd_dereg, dd_reg, dds_dereg, dds_reg
+from .liveness import EsiProbe, Liveness, Tick
+from .notifications import notifications, zoning_snapshot
 from .objects import normalize_name
-from .outcome import Journal, Outcome, Reject
+from .outcome import Journal, Outcome, Ref, Reject
 from .persistence import Record, StoredRef
 from .policy import Policy
 from .queries import dev_attr_qry, dev_get_next
 from .registration import dev_attr_reg
+from .subscriptions import scn_dereg, scn_event, scn_reg
 from .zoning import Scope, VisibleTarget, visible_targets
 
 Handler = Callable[[Context], Reply]
@@ -29,28 +32,34 @@ HANDLERS: dict[int, Handler | None] = {
     FunctionId.DD_DEREG: dd_dereg,
     FunctionId.DDS_REG: dds_reg,
     FunctionId.DDS_DEREG: dds_dereg,
-    FunctionId.SCN_REG: None,  # SCN support is a separate layer, not written yet
-    FunctionId.SCN_DEREG: None,  # ditto
-    FunctionId.SCN_EVENT: None,  # ditto
+    FunctionId.SCN_REG: scn_reg,
+    FunctionId.SCN_DEREG: scn_dereg,
+    FunctionId.SCN_EVENT: scn_event,
     FunctionId.ESI: None,  # sent by servers, not to them
     FunctionId.HEARTBEAT: None,  # ditto (multicast by a server, 5.6.5.14)
     FunctionId.RQST_DOM_ID: None,  # iFCP only
     FunctionId.RLSE_DOM_ID: None,  # iFCP only
     FunctionId.GET_DOM_ID: None,  # iFCP only
 }
+# The functions that can change who sees whom: SCNs compare visibility before and after.
+ZONING_FUNCTIONS = frozenset(
+    (FunctionId.DD_REG, FunctionId.DD_DEREG, FunctionId.DDS_REG, FunctionId.DDS_DEREG)
+)
 
 
 class Registry:
     """The iSNS database and the rules of RFC 4171 sections 3-6 applied to requests.
 
     `handle` applies one request atomically: a rejected request changes nothing. Any
-    request from a registered node refreshes its entity's Timestamp (6.2.6); that alone
-    is not reported dirty, so a restarted server sees the time of the last change.
+    request from a registered node refreshes its entity's Timestamp and registration
+    (6.2.6); that alone is not reported dirty, so a restarted server sees the time of
+    the last change. `tick` runs ESI and registration expiry (liveness.py).
     """
 
     def __init__(self, policy: Policy, database: Database | None = None) -> None:
         self.policy = policy
         self.db = database if database is not None else Database()
+        self.liveness = Liveness(self.db, policy)
 
     @classmethod
     def restore(cls, records: Iterable[tuple[StoredRef, Record]], policy: Policy) -> "Registry":
@@ -67,8 +76,11 @@ class Registry:
             status = Status.ATTRIBUTE_NOT_IMPLEMENTED if fc else Status.SOURCE_ABSENT
             return Outcome(response(message, status))
         scope = Scope(self.db, self.policy, normalize_name(source.value))
+        self.liveness.start(now)
         if scope.node is not None:
-            scope.node.entity.timestamp = int(now)
+            self.liveness.heard(scope.node.entity, now)
+        zoning = message.function in ZONING_FUNCTIONS and self.db.subscribers
+        before = zoning_snapshot(self.db) if zoning else None
         journal = Journal()
         context = Context(self.db, self.policy, message, scope, keys, operating, now, journal)
         try:
@@ -77,17 +89,49 @@ class Registry:
             return Outcome(response(message, reject.status, operating=reject.attrs))
         if journal.dirty:
             self.db.scope_cache.clear()
+            self.liveness.sync(_entities(journal.dirty), now)
         return Outcome(
             response(message, Status.SUCCESSFUL, answer_keys, answer_operating),
             frozenset(journal.dirty),
             tuple(journal.changes),
+            notifications(self.db, self.policy, journal, before, now),
         )
+
+    def tick(self, now: float) -> Tick:
+        """The ESI messages due at `now`, and the removal of registrations that died."""
+        return self.liveness.tick(now)
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do (None: nothing is timed)."""
+        return self.liveness.next_deadline()
+
+    def esi_answered(self, probe: EsiProbe, answer: Message, now: float) -> bool:
+        """Take the response to an ESI; False when it does not answer `probe`."""
+        return self.liveness.answered(probe, answer, now)
+
+    def heard_from(self, name: str, now: float) -> None:
+        """Node `name` answered us (an SCN response): that refreshes its entity (6.2.6)."""
+        node = self.db.nodes.get(normalize_name(name))
+        if node is not None:
+            self.liveness.heard(node.entity, now)
 
     def export_record(self, ref: StoredRef) -> Record | None:
         """The JSON-serialisable record of `ref` (from Outcome.dirty); None once gone."""
         return persistence.export_record(self.db, ref)
 
+    def may_see(self, initiator_name: str, target_name: str) -> bool:
+        """Whether zoning lets `initiator_name` see the registered node `target_name` (False
+        when it is not registered): the iSNS rule, for the portal's login-time check."""
+        node = self.db.nodes.get(normalize_name(target_name))
+        scope = Scope(self.db, self.policy, normalize_name(initiator_name))
+        return node is not None and scope.sees_node(node)
+
     def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
         """The targets `initiator_name` may discover, with the portals that reach them:
         the same zoning as iSNS queries, for the SendTargets portal."""
         return visible_targets(self.db, self.policy, normalize_name(initiator_name))
+
+
+def _entities(refs: Iterable[Ref]) -> list[str]:
+    """The EIDs among persistence refs."""
+    return [str(ident) for kind, ident in refs if kind == "entity"]

@@ -37,6 +37,13 @@ from .objects import (
 from .policy import Policy
 
 
+def is_control_node(policy: Policy, name: str, node: StorageNode | None) -> bool:
+    """Rule 1: a configured Control Node, or registered node `node` of the Control type."""
+    return name in policy.control_nodes or (
+        node is not None and bool((node.node_type or 0) & NodeType.CONTROL)
+    )
+
+
 class Scope:
     __slots__ = ("db", "domains", "entity", "in_default", "is_control", "name", "node")
 
@@ -45,9 +52,7 @@ class Scope:
         self.name = name
         self.node = db.nodes.get(name)
         self.entity: NetworkEntity | None = self.node.entity if self.node else None
-        self.is_control = name in policy.control_nodes or (
-            self.node is not None and bool((self.node.node_type or 0) & NodeType.CONTROL)
-        )
+        self.is_control = is_control_node(policy, name, self.node)
         member_of = db.node_domains.get(name)
         # The source's enabled DDs, and whether it sits in the default DD.
         self.domains = (

@@ -1,13 +1,22 @@
-"""The iSNS service: TCP and UDP listeners on every configured address."""
+"""The iSNS service: TCP and UDP listeners on every configured address, and what the
+server sends by itself (SCN, ESI, Heartbeat) with the timer that drives it."""
 
 import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 
 from ..config import ListenAddress
+from ..config.schema import IsnsSection
+from ..registry import Registry
+from ..store import Store
 from .dispatcher import Dispatcher
+from .heartbeat import HeartbeatError, HeartbeatSender
+from .liveness import LivenessTimer
+from .notifier import Notifier
+from .outbound import Outbound
 from .transport import IsnsDatagramProtocol, IsnsStreamProtocol
 
 log = logging.getLogger(__name__)
@@ -32,47 +41,86 @@ def listen_problem(address: ListenAddress, protocol: str, key: str, exc: OSError
 
 
 class IsnsService:
-    def __init__(self, dispatcher: Dispatcher, max_message_size: int) -> None:
-        self.dispatcher = dispatcher
-        self.max_message_size = max_message_size
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        settings: IsnsSection,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.max_message_size = settings.max_message_size
+        self.outbound = Outbound()
+        self.notifier = Notifier(
+            self.outbound,
+            settings.scn_retries,
+            on_delivered=lambda name: registry.heard_from(name, clock()),
+        )
+        self.dispatcher = Dispatcher(registry, store, clock, self.notifier)
+        self.liveness = LivenessTimer(registry, self.dispatcher.commit, self.outbound, clock)
+        self.dispatcher.on_change = self.liveness.poke
+        self.heartbeat: HeartbeatSender | None = None
         self.servers: list[asyncio.Server] = []
         self.datagram_transports: list[asyncio.DatagramTransport] = []
         self.connections: set[asyncio.Transport] = set()
 
-    async def start(self, addresses: Sequence[ListenAddress]) -> None:
-        loop = asyncio.get_running_loop()
+    async def start(self) -> None:
         try:
-            for address in addresses:
-                try:
-                    server = await loop.create_server(
-                        lambda: IsnsStreamProtocol(
-                            self.dispatcher, self.max_message_size, self.connections
-                        ),
-                        address.host,
-                        address.port,
-                        reuse_address=True,
-                        backlog=1024,
-                    )
-                except OSError as exc:
-                    raise listen_problem(address, "TCP", "isns.listen", exc) from None
-                self.servers.append(server)
-                tcp_port = server.sockets[0].getsockname()[1]
-                bound = ListenAddress(address.host, tcp_port)
-                try:
-                    transport, _ = await loop.create_datagram_endpoint(
-                        lambda: IsnsDatagramProtocol(self.dispatcher, self.max_message_size),
-                        local_addr=(address.host, tcp_port),
-                        family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
-                    )
-                except OSError as exc:
-                    raise listen_problem(bound, "UDP", "isns.listen", exc) from None
-                self.datagram_transports.append(transport)
-                log.info("iSNS server listening on %s (TCP and UDP)", bound)
-        except ListenError:
+            bound = await self._listen()
+            self.liveness.start()
+            destination = self.settings.heartbeat_address
+            if destination is not None:
+                self.heartbeat = HeartbeatSender(
+                    destination, self.settings.heartbeat_interval, bound[0]
+                )
+                await self.heartbeat.start()
+        except HeartbeatError as exc:
+            await self.stop()
+            raise ListenError(str(exc)) from None
+        except BaseException:
             await self.stop()
             raise
 
+    async def _listen(self) -> list[ListenAddress]:
+        """Listen on every address of isns.listen; the addresses as bound."""
+        loop = asyncio.get_running_loop()
+        found = []
+        for address in self.settings.listen:
+            try:
+                server = await loop.create_server(
+                    lambda: IsnsStreamProtocol(
+                        self.dispatcher, self.max_message_size, self.connections
+                    ),
+                    address.host,
+                    address.port,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+            except OSError as exc:
+                raise listen_problem(address, "TCP", "isns.listen", exc) from None
+            self.servers.append(server)
+            tcp_port = server.sockets[0].getsockname()[1]
+            bound = ListenAddress(address.host, tcp_port)
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: IsnsDatagramProtocol(self.dispatcher, self.max_message_size),
+                    local_addr=(address.host, tcp_port),
+                    family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+                )
+            except OSError as exc:
+                raise listen_problem(bound, "UDP", "isns.listen", exc) from None
+            self.datagram_transports.append(transport)
+            found.append(bound)
+            log.info("iSNS server listening on %s (TCP and UDP)", bound)
+        return found
+
     async def stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            self.heartbeat = None
+        await self.liveness.stop()
+        await self.notifier.close()
+        await self.outbound.close()
         for server in self.servers:
             server.close()
         for transport in self.datagram_transports:

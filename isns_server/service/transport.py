@@ -12,12 +12,10 @@ from typing import Any, cast
 from ..isnsp.codec import DatagramDecoder, StreamDecoder, encode_message
 from ..isnsp.errors import MessageFormatError
 from ..isnsp.messages import Message, response
+from ..isnsp.pdu import UDP_MAX_PDU_PAYLOAD
 from .dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
-
-# One PDU per datagram: keep it under a typical Ethernet MTU minus IP/UDP headers.
-UDP_MAX_PDU_PAYLOAD = 1400
 
 
 def _peer_text(address: Any) -> str:

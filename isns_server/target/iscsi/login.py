@@ -184,16 +184,38 @@ class LoginMachine:
             return []
         if not isinstance(pdu, LoginRequest):
             error = LoginError(LoginStatus.INVALID_DURING_LOGIN, f"{type(pdu).__name__} in login")
-            if self._first is None:  # 3.2.3: before the Login Phase, close without a word
-                self._fail(error)
-                return []
-            return [self._reject(error)]
+            return self.refuse(error)
         try:
             return [self._login(pdu)]
         except LoginError as error:
             return [self._reject(error)]
         except TextFormatError as error:
             return [self._reject(LoginError(error.login_status, str(error)))]
+
+    def refuse(self, error: LoginError, request: LoginRequest | None = None) -> list[LoginResponse]:
+        """End the login with `error`, e.g. for a PDU the codec could not read: a Login
+        reject once the Login Phase has begun (or `request`, the unreadable PDU's header,
+        begins it); before that nothing, the connection just closes (3.2.3)."""
+        if self.state in (LoginState.FULL_FEATURE, LoginState.FAILED):
+            raise RuntimeError(f"the login is over: {self.state.value}")
+        if self._first is None and request is not None:
+            self._first = request
+            self._statsn = request.expstatsn
+        if self._first is None:
+            self._fail(error)
+            return []
+        return [self._reject(error)]
+
+    @property
+    def names(self) -> tuple[str | None, str | None]:
+        """InitiatorName and TargetName, once the first complete text named them (for logs)."""
+        negotiation = self._negotiation
+        if negotiation is None:
+            return None, None
+        initiator, target = negotiation.value("InitiatorName"), negotiation.value("TargetName")
+        return (None if initiator is None else str(initiator)), (
+            None if target is None else str(target)
+        )
 
     def handle_timer(self, now: float) -> bool:
         """True if the login just timed out: close the connection (5.2 lets us give up)."""

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from isns_server.target.iscsi.chap import ChapCredentials, ChapPolicy, decode_binary
 from isns_server.target.iscsi.constants import LoginStage, LoginStatus
-from isns_server.target.iscsi.keys import Digest, SessionType
+from isns_server.target.iscsi.keys import Digest, LoginError, SessionType
 from isns_server.target.iscsi.login import (
     LoginMachine,
     LoginPolicy,
@@ -629,6 +629,24 @@ def test_other_pdu_before_login_closes_silently() -> None:
     assert machine.state is LoginState.FAILED
     assert machine.failure is not None
     assert machine.failure.status is LoginStatus.INVALID_DURING_LOGIN
+
+
+def test_unreadable_first_request_is_answered_from_its_header() -> None:
+    machine = new_machine()
+    error = LoginError(LoginStatus.INITIATOR_ERROR, "data segment too long")
+    (response,) = machine.refuse(error, request(itt=42, expstatsn=7))
+    assert_reject(response, LoginStatus.INITIATOR_ERROR)
+    assert (response.itt, response.statsn) == (42, 7)
+    assert machine.state is LoginState.FAILED
+    with pytest.raises(RuntimeError):
+        machine.refuse(error)
+
+
+def test_names_for_logs() -> None:
+    machine = new_machine()
+    assert machine.names == (None, None)
+    send(machine, *normal(), transit=False)
+    assert machine.names == (INITIATOR, TARGET)
 
 
 def test_timeout() -> None:

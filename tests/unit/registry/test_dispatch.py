@@ -11,9 +11,6 @@ from .builders import ADMIN, NOW, a, call, iqn, new_registry, status
 @pytest.mark.parametrize(
     "function",
     [
-        FunctionId.SCN_REG,
-        FunctionId.SCN_DEREG,
-        FunctionId.SCN_EVENT,
         FunctionId.ESI,
         FunctionId.HEARTBEAT,
         FunctionId.RQST_DOM_ID,

@@ -1,0 +1,109 @@
+"""SCN delivery (RFC 4171 5.6.5.8) that never holds up the registry or other clients.
+
+Each recipient has its own bounded queue and at most one worker: a slow or dead
+recipient delays only its own notifications. A notification goes to the first of the
+recipient's SCN ports that answers, each round of them tried up to `isns.scn_retries`
+times with a growing pause; one that cannot be delivered is dropped with a warning. The
+request path only calls `submit()`, which never waits.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from ..isnsp.constants import Status, status_text
+from ..isnsp.messages import address_text
+from ..registry import Notification
+from .outbound import Outbound
+
+log = logging.getLogger(__name__)
+
+RESPONSE_TIMEOUT = 5.0  # seconds for one SCN to be answered
+RETRY_PAUSE = 0.5  # seconds before the second round of attempts, doubling after
+QUEUE_LIMIT = 100  # notifications waiting per recipient; the oldest go first
+
+
+class Notifier:
+    def __init__(
+        self,
+        outbound: Outbound,
+        retries: int,
+        on_delivered: Callable[[str], None] | None = None,
+        timeout: float = RESPONSE_TIMEOUT,
+        pause: float = RETRY_PAUSE,
+    ) -> None:
+        self.outbound = outbound
+        self.retries = retries
+        self.on_delivered = on_delivered  # a response from a node refreshes it (6.2.6)
+        self.timeout = timeout
+        self.pause = pause
+        self._queues: dict[str, deque[Notification]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._overflowing: set[str] = set()
+
+    def submit(self, notifications: Iterable[Notification]) -> None:
+        """Queue `notifications` for delivery; returns at once."""
+        for notification in notifications:
+            recipient = notification.recipient
+            queue = self._queues.setdefault(recipient, deque())
+            if len(queue) >= QUEUE_LIMIT:
+                queue.popleft()
+                if recipient not in self._overflowing:
+                    self._overflowing.add(recipient)
+                    log.warning(
+                        "SCNs for %s are piling up (%d waiting): dropping the oldest; it is "
+                        "not answering on its SCN port and will miss changes until it "
+                        "queries the server again",
+                        recipient,
+                        QUEUE_LIMIT,
+                    )
+            queue.append(notification)
+            if recipient not in self._workers:
+                self._workers[recipient] = asyncio.create_task(self._work(recipient))
+
+    async def close(self) -> None:
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(self, recipient: str) -> None:
+        queue = self._queues[recipient]
+        try:
+            while queue:
+                await self._deliver(queue.popleft())
+        finally:
+            del self._workers[recipient]
+            del self._queues[recipient]
+            self._overflowing.discard(recipient)
+
+    async def _deliver(self, notification: Notification) -> None:
+        for attempt in range(self.retries):
+            if attempt:
+                await asyncio.sleep(self.pause * 2 ** (attempt - 1))
+            for address, port in notification.destinations:
+                answer = await self.outbound.request(
+                    notification.message, address, port, self.timeout
+                )
+                if answer is None:
+                    continue
+                if answer.status != Status.SUCCESSFUL:
+                    log.warning(
+                        "%s at %s answered our SCN with status %s: it could not use it",
+                        notification.recipient,
+                        address_text(address, port),
+                        status_text(answer.status),
+                    )
+                if self.on_delivered is not None:
+                    self.on_delivered(notification.recipient)
+                return
+        ports = ", ".join(address_text(*destination) for destination in notification.destinations)
+        log.warning(
+            "SCN for %s not delivered: no answer from its SCN port (%s) after %d attempts; "
+            "it misses this change until it queries the server. Check that the client is "
+            "running and that its SCN port is reachable from this server",
+            notification.recipient,
+            ports,
+            self.retries,
+        )

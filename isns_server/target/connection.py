@@ -1,0 +1,206 @@
+"""One TCP connection to the portal, sans-IO: the Login Phase, then the Full Feature Phase.
+
+Received bytes go into `reader` (`receive_data`, or `get_buffer`/`buffer_updated` for an
+asyncio.BufferedProtocol); `receive(now)` then handles every complete PDU.
+`data_to_send()` gives the buffers to write, in order; once `closing` is set, write them
+and close. `deadline` and `handle_timer(now)` drive the login timeout and NOP-In pings.
+
+Bad input gets the RFC's answer: before the first Login Request the connection just
+closes (3.2.3); during login, a Login reject (5.3); in the Full Feature Phase a Reject
+for a PDU that can be skipped, or a close when the stream can no longer be trusted (6.6,
+6.7).
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .iscsi.codec import PduReader, encode_pdu
+from .iscsi.constants import BHS_LENGTH, LoginStatus, Opcode, RejectReason
+from .iscsi.errors import (
+    DataSegmentTooLongError,
+    HeaderDigestError,
+    IscsiError,
+    UnsupportedOpcodeError,
+)
+from .iscsi.keys import Digest, LoginError
+from .iscsi.login import LoginDirectory, LoginMachine, LoginPolicy, LoginResult, LoginState
+from .iscsi.pdu import LoginRequest, Pdu
+from .session import FullFeatureSession, KeepalivePolicy, SessionServices, SessionStep
+
+log = logging.getLogger(__name__)
+
+# What an administrator can do about a refused login.
+_HINTS = {
+    LoginStatus.AUTHENTICATION_FAILURE: "check the initiator's CHAP user and secret against"
+    " targets[].chap (portal.discovery_chap for discovery sessions)",
+    LoginStatus.AUTHORIZATION_FAILURE: "zone them: put both in an enabled discovery domain,"
+    " or the initiator in the target's allowed_initiators",
+    LoginStatus.NOT_FOUND: "the portal serves only the targets listed under `targets`",
+}
+
+
+class PortalServices(LoginDirectory, SessionServices, Protocol):
+    def session_started(self, result: LoginResult) -> None: ...
+
+    def session_ended(self, result: LoginResult) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSettings:
+    login: LoginPolicy
+    keepalive: KeepalivePolicy
+
+
+class Connection:
+    def __init__(
+        self, services: PortalServices, settings: PortalSettings, peer: str, now: float
+    ) -> None:
+        self.reader = PduReader()
+        self.peer = peer
+        self.closing: str | None = None  # why the connection is being closed
+        self.session: FullFeatureSession | None = None
+        self._services = services
+        self._settings = settings
+        self._login = LoginMachine(settings.login, services, now=now)
+        self._out: list[bytes | memoryview] = []
+        self._digests = (False, False)  # header, data: none until the Full Feature Phase
+        self._login_started = False  # a Login Request arrived: the Login Phase began
+        self._warned = False
+
+    def receive(self, now: float) -> None:
+        """Handle every complete PDU the reader holds."""
+        while self.closing is None:
+            try:
+                pdu = self.reader.next_pdu()
+            except IscsiError as error:
+                self._bad_pdu(error)
+                continue
+            if pdu is None:
+                return
+            if self.session is None:
+                self._login_started |= isinstance(pdu, LoginRequest)
+                self._send(self._login.receive(pdu, now))
+                self._after_login(now)
+            else:
+                self._apply(self.session.receive(pdu, now))
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def deadline(self) -> float | None:
+        if self.closing is not None:
+            return None
+        return self._login.deadline if self.session is None else self.session.deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self.closing is not None:
+            return
+        if self.session is not None:
+            self._apply(self.session.handle_timer(now))
+        elif self._login.handle_timer(now):
+            self._close(f"login not completed in {self._settings.login.login_timeout:g} s")
+
+    def connection_lost(self) -> None:
+        if self.session is not None:
+            self._services.session_ended(self.session.login)
+            if self.closing is None:
+                log.info("%s closed the connection without logging out", self._who())
+
+    # Login Phase ----------------------------------------------------------------------
+
+    def _after_login(self, now: float) -> None:
+        state = self._login.state
+        if state is LoginState.FAILED:
+            self._login_failed()
+        elif state is LoginState.FULL_FEATURE:
+            result = self._login.result
+            assert result is not None
+            # The final Login Response is queued: what follows uses the new settings.
+            result.parameters.apply_to(self.reader)
+            parameters = result.parameters
+            self._digests = (
+                parameters.header_digest is Digest.CRC32C,
+                parameters.data_digest is Digest.CRC32C,
+            )
+            self.session = FullFeatureSession(
+                result,
+                self._services,
+                self._settings.keepalive,
+                self._settings.login.command_window,
+                now,
+            )
+            self._services.session_started(result)
+            log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
+
+    def _login_failed(self) -> None:
+        failure = self._login.failure
+        assert failure is not None
+        if not self._login_started:
+            # 3.2.3: not an iSCSI login at all (a port scan, a confused client).
+            self._close("it did not start with a Login Request", logging.INFO)
+            return
+        hint = _HINTS.get(failure.status)
+        self.closing = f"login refused: {failure}"
+        log.warning("%s: login refused: %s%s", self._who(), failure, f"; {hint}" if hint else "")
+
+    # Errors --------------------------------------------------------------------------
+
+    def _bad_pdu(self, error: IscsiError) -> None:
+        if self.session is None:
+            status = (
+                LoginStatus.INVALID_DURING_LOGIN
+                if isinstance(error, UnsupportedOpcodeError)
+                else LoginStatus.INITIATOR_ERROR
+            )
+            header = error.header
+            request = None
+            if len(header) >= BHS_LENGTH and header[0] & 0x3F == Opcode.LOGIN_REQUEST:
+                request = LoginRequest.unpack(header)
+                self._login_started = True
+            self._send(self._login.refuse(LoginError(status, str(error)), request))
+            self._login_failed()
+            return
+        if error.fatal:
+            if isinstance(error, DataSegmentTooLongError):
+                # The header is sound: tell the initiator what it did before hanging up.
+                self._send([self.session.reject(RejectReason.PROTOCOL_ERROR, error.header)])
+            section = "6.7" if isinstance(error, HeaderDigestError) else "6.6"
+            self._close(f"{error} (RFC 3720 {section})")
+            return
+        assert error.reject_reason is not None
+        self._send([self.session.reject(error.reject_reason, error.header)])
+        level = logging.DEBUG if self._warned else logging.WARNING
+        log.log(level, "%s: %s; answered with a Reject", self._who(), error)
+        self._warned = True
+
+    # Sending -------------------------------------------------------------------------
+
+    def _apply(self, step: SessionStep) -> None:
+        self._send(step.pdus)
+        if step.logged_out:
+            self.closing = "logged out"  # 10.14: the target closes after its response
+            log.info("%s: logged out", self._who())
+        elif step.close is not None:
+            self._close(step.close)
+
+    def _send(self, pdus: Sequence[Pdu]) -> None:
+        header_digest, data_digest = self._digests
+        for pdu in pdus:
+            self._out += encode_pdu(pdu, header_digest, data_digest)
+
+    def _close(self, reason: str, level: int = logging.WARNING) -> None:
+        self.closing = reason
+        log.log(level, "%s: closing the connection: %s", self._who(), reason)
+
+    def _who(self) -> str:
+        """Who is at the other end, as far as we know, for log lines."""
+        initiator, target = self._login.names
+        discovery = self.session is not None and self.session.discovery
+        who = f"{self.peer}" + (f" ({initiator})" if initiator else "")
+        if discovery:
+            return f"discovery session of {who}"
+        return f"{who} -> {target}" if target else who

@@ -1,0 +1,99 @@
+"""asyncio adapter for one portal connection: bytes in and out, one timer; no iSCSI here."""
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from .connection import Connection, PortalServices, PortalSettings
+
+log = logging.getLogger(__name__)
+
+
+def _peer_text(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)
+
+
+class PortalProtocol(asyncio.BufferedProtocol):
+    def __init__(
+        self,
+        services: PortalServices,
+        settings: PortalSettings,
+        open_set: set[asyncio.Transport],
+    ) -> None:
+        self._services = services
+        self._settings = settings
+        self._open_set = open_set  # the portal's connections, closed at shutdown
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._connection: Connection | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._open_set.add(self._transport)
+        peer = _peer_text(transport.get_extra_info("peername"))
+        self._connection = Connection(self._services, self._settings, peer, self._loop.time())
+        self._schedule()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        assert self._connection is not None
+        return self._connection.reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        connection = self._connection
+        assert connection is not None
+        connection.reader.buffer_updated(nbytes)
+        connection.receive(self._loop.time())
+        self._flush()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._open_set.discard(self._transport)
+        if self._connection is not None:
+            self._connection.connection_lost()
+        self._transport = self._connection = self._timer = None
+
+    def pause_writing(self) -> None:
+        # The initiator is not reading what we send: stop reading what it sends.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def _flush(self) -> None:
+        transport, connection = self._transport, self._connection
+        if transport is None or connection is None or transport.is_closing():
+            return
+        pieces = connection.data_to_send()
+        if pieces:
+            transport.writelines(pieces)
+        if connection.closing is not None:
+            transport.close()  # after the queued data is written
+        else:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        deadline = self._connection.deadline if self._connection else None
+        if self._timer is not None:
+            # Activity moves deadlines later: let an earlier timer fire and re-arm then,
+            # rather than replacing the timer for every PDU.
+            if deadline is None or self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._connection is not None:
+            self._connection.handle_timer(self._loop.time())
+            self._flush()

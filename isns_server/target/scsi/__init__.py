@@ -1,0 +1,19 @@
+"""A minimal SCSI target (pure): CDB in, status, sense and data out, over a backstore."""
+
+from .backstore import Backstore, BackstoreError, FileBackstore
+from .inquiry import UnitIdentity
+from .logical_unit import LogicalUnit
+from .sense import ScsiResult
+from .target import ScsiTarget, decode_lun, encode_lun
+
+__all__ = [
+    "Backstore",
+    "BackstoreError",
+    "FileBackstore",
+    "LogicalUnit",
+    "ScsiResult",
+    "ScsiTarget",
+    "UnitIdentity",
+    "decode_lun",
+    "encode_lun",
+]

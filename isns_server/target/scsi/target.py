@@ -1,0 +1,68 @@
+"""The logical units of one iSCSI target, addressed by LUN (SAM-5 4.7), pure.
+
+Commands for the target as a whole (REPORT LUNS) and for LUNs with no unit behind them
+(INQUIRY answers "not connected", REQUEST SENSE reports it, the rest fail with LOGICAL
+UNIT NOT SUPPORTED) are answered here; everything else goes to the unit.
+"""
+
+import struct
+from collections.abc import Mapping
+
+from .constants import AdditionalSense, Opcode, SenseKey
+from .logical_unit import LogicalUnit, allocation_length, inquiry_data, request_sense_data
+from .sense import CheckCondition, ScsiResult, fixed_sense, invalid_field
+
+_PERIPHERAL = 0b00  # address methods (SAM-5 4.7.6): LUN 0-255 in byte 1
+_FLAT_SPACE = 0b01  # LUN 0-16383 in the low 14 bits of bytes 0-1
+_SELECT_REPORTS = (0x00, 0x01, 0x02)  # all three list every logical unit we have
+_NOT_SUPPORTED = fixed_sense(SenseKey.ILLEGAL_REQUEST, AdditionalSense.LOGICAL_UNIT_NOT_SUPPORTED)
+
+
+def decode_lun(lun: int) -> int | None:
+    """The LUN a single-level 8-byte LUN field addresses, or None if it is not one."""
+    if lun & 0xFFFF_FFFF_FFFF:  # second to fourth levels: we have one level only
+        return None
+    first = lun >> 48
+    method, value = first >> 14, first & 0x3FFF
+    if method == _FLAT_SPACE:
+        return value
+    if method == _PERIPHERAL and value < 0x100:  # bus identifier 0
+        return value
+    return None
+
+
+def encode_lun(lun: int) -> bytes:
+    method = _PERIPHERAL if lun < 0x100 else _FLAT_SPACE
+    return struct.pack(">H6x", method << 14 | lun)
+
+
+class ScsiTarget:
+    def __init__(self, units: Mapping[int, LogicalUnit]) -> None:
+        self.units = dict(units)
+
+    def execute(self, lun: int, cdb: bytes) -> ScsiResult:
+        """Run `cdb` (at least 16 bytes) for the 8-byte LUN field `lun`."""
+        number = decode_lun(lun)
+        unit = None if number is None else self.units.get(number)
+        try:
+            if cdb[0] == Opcode.REPORT_LUNS:
+                return ScsiResult(data=self._report_luns(cdb))
+            if unit is not None:
+                return unit.execute(cdb)
+            if cdb[0] == Opcode.INQUIRY:
+                return ScsiResult(data=inquiry_data(cdb, None))
+            if cdb[0] == Opcode.REQUEST_SENSE:
+                return ScsiResult(data=request_sense_data(cdb, _NOT_SUPPORTED))
+            raise CheckCondition(
+                SenseKey.ILLEGAL_REQUEST, AdditionalSense.LOGICAL_UNIT_NOT_SUPPORTED
+            )
+        except CheckCondition as condition:
+            return condition.result()
+
+    def _report_luns(self, cdb: bytes) -> bytes:
+        length = allocation_length(cdb, 6, 4)
+        if cdb[2] not in _SELECT_REPORTS or length < 16:  # SPC-4 6.33: at least 16 bytes
+            raise invalid_field()
+        luns = b"".join(encode_lun(lun) for lun in sorted(self.units))
+        data = struct.pack(">I4x", len(luns)) + luns
+        return data[:length]

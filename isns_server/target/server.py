@@ -1,0 +1,140 @@
+"""The iSCSI portal: configured targets opened, listeners up, targets in the registry.
+
+Started after the registry exists; stopped before the store closes, so that the
+deregistration at shutdown is written like any other change.
+"""
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from ..config import Config, ListenAddress
+from ..registry import Registry, TargetPortal
+from ..service.server import listen_problem
+from .connection import PortalSettings
+from .directory import PortalDirectory
+from .iscsi.login import LoginPolicy
+from .local_targets import chap_policy, close_local_targets, open_local_targets
+from .portal import PortalProtocol
+from .registration import Registration, RegistryCall, TargetRegistrar
+from .session import KeepalivePolicy
+
+log = logging.getLogger(__name__)
+
+PORTAL_GROUP_TAG = 1  # every listen address is one portal group of every target
+
+
+class PortalServer:
+    def __init__(self, config: Config, registry: Registry, registry_call: RegistryCall) -> None:
+        self.config = config
+        self.registry = registry
+        self.registry_call = registry_call
+        self.directory: PortalDirectory | None = None
+        self.registrar: TargetRegistrar | None = None
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[asyncio.Transport] = set()
+
+    async def start(self) -> None:
+        """Raises ListenError or BackstoreError with the administrator's explanation."""
+        portal = self.config.portal
+        targets = open_local_targets(self.config.targets, PORTAL_GROUP_TAG)
+        try:
+            settings = PortalSettings(
+                LoginPolicy(portal_group_tag=PORTAL_GROUP_TAG, login_timeout=portal.login_timeout),
+                KeepalivePolicy(portal.nop_in_interval, portal.nop_in_timeout),
+            )
+            directory = PortalDirectory(
+                self.registry,
+                targets,
+                chap_policy(portal.discovery_chap, portal.discovery_mutual_chap),
+                (),
+            )
+            self.directory = directory
+            loop = asyncio.get_running_loop()
+            for address in portal.listen:
+                try:
+                    server = await loop.create_server(
+                        lambda: PortalProtocol(directory, settings, self.connections),
+                        address.host,
+                        address.port,
+                        reuse_address=True,
+                        backlog=1024,
+                        start_serving=False,
+                    )
+                except OSError as exc:
+                    raise listen_problem(address, "TCP", "portal.listen", exc) from None
+                self.servers.append(server)
+            directory.portals = await advertised_portals(portal.listen)
+            if self.config.targets:  # registered first: SendTargets lists them from the start
+                self.registrar = TargetRegistrar(
+                    Registration(
+                        entity_id(),
+                        tuple((t.name, t.alias) for t in self.config.targets),
+                        directory.portals,
+                    ),
+                    self.registry_call,
+                )
+                await self.registrar.start()
+            for server in self.servers:
+                await server.start_serving()
+            for address in portal.listen:
+                log.info("iSCSI portal listening on %s", address)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.connections):
+            connection.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()
+        if self.registrar is not None:
+            await self.registrar.stop()
+            self.registrar = None
+        if self.directory is not None:
+            close_local_targets(self.directory.targets)
+            self.directory = None
+
+
+def entity_id() -> str:
+    """The EID of the portal's entity: stable across restarts, distinct per host."""
+    return f"isns-server-portal.{socket.gethostname()}"
+
+
+async def advertised_portals(listen: Sequence[ListenAddress]) -> tuple[TargetPortal, ...]:
+    """The portals to register: each listen address, with a wildcard (0.0.0.0, ::)
+    replaced by the addresses this host's name resolves to, loopback excluded; if it
+    resolves to none, the loopback address, with a warning."""
+    portals: list[TargetPortal] = []
+    for address in listen:
+        ip = ip_address(address.host)
+        hosts: list[IPv4Address | IPv6Address] = [ip]
+        if ip.is_unspecified:
+            hosts = await _host_addresses(ip.version)
+            if not hosts:
+                hosts = [ip_address("127.0.0.1" if ip.version == 4 else "::1")]
+                log.warning(
+                    "portal.listen %s: this host's name resolves to no address other than"
+                    " loopback, so its targets are registered on %s, which only local"
+                    " initiators can reach; list the addresses initiators use in portal.listen",
+                    address,
+                    hosts[0],
+                )
+        portals += [TargetPortal(host, address.port, PORTAL_GROUP_TAG) for host in hosts]
+    return tuple(dict.fromkeys(portals))
+
+
+async def _host_addresses(version: int) -> list[IPv4Address | IPv6Address]:
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(socket.gethostname(), None, family=family)
+    except OSError:
+        return []
+    found = (ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+    return list(dict.fromkeys(ip for ip in found if not ip.is_loopback))

@@ -1,0 +1,327 @@
+"""One connection in the Full Feature Phase, target side (RFC 3720 3.3, 10), sans-IO.
+
+`FullFeatureSession` takes the PDUs received after a successful login and returns the
+PDUs to send. A discovery session accepts only SendTargets and a Logout closing the
+session; everything else is rejected (3.3). A normal session also runs SCSI commands
+against its target's logical units. Non-immediate commands pass through the CmdSN
+window first, so even a rejected command is acknowledged in order. NOP-In pings keep
+watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
+"""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..registry import VisibleTarget
+from ..registry.objects import normalize_name
+from .cmdsn import SERIAL_MASK, CommandWindow
+from .command import ResponseNumbers, command_responses
+from .iscsi.codec import encode_pdu
+from .iscsi.constants import (
+    RESERVED_TAG,
+    LogoutReasonCode,
+    LogoutResponseCode,
+    RejectReason,
+    TaskManagementResponseCode,
+)
+from .iscsi.errors import TextFormatError
+from .iscsi.keys import KEYS, NOT_UNDERSTOOD, SessionType, parse_numerical
+from .iscsi.login import LoginResult
+from .iscsi.pdu import (
+    LogoutRequest,
+    LogoutResponse,
+    NopIn,
+    NopOut,
+    Pdu,
+    Reject,
+    ScsiCommand,
+    TaskManagementRequest,
+    TaskManagementResponse,
+    TextRequest,
+    TextResponse,
+)
+from .iscsi.text import KeyValuePairs
+from .scsi import ScsiTarget
+from .sendtargets import Pair, target_records
+from .text_exchange import TextExchange, TextRejected
+
+Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutRequest
+_MRDSL = KEYS["MaxRecvDataSegmentLength"]
+_LOGOUT_REASONS = frozenset(LogoutReasonCode)
+
+
+class SessionServices(Protocol):
+    """What a session asks of the portal."""
+
+    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
+        """Targets the initiator may discover: the registry's zoning."""
+        ...
+
+    def local_target(self, name: str) -> VisibleTarget | None:
+        """A target of this portal with the portals it is registered on."""
+        ...
+
+    def scsi_target(self, name: str) -> ScsiTarget | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeepalivePolicy:
+    interval: float = 30.0  # seconds of silence before a NOP-In ping; 0: never
+    timeout: float = 15.0  # seconds the initiator has to answer it
+
+
+@dataclass(slots=True)
+class SessionStep:
+    """PDUs to send, in order; then the connection ends if the initiator `logged_out`, or
+    for the reason in `close`."""
+
+    pdus: list[Pdu] = field(default_factory=list)
+    logged_out: bool = False
+    close: str | None = None
+
+
+class FullFeatureSession:
+    def __init__(
+        self,
+        login: LoginResult,
+        services: SessionServices,
+        keepalive: KeepalivePolicy,
+        command_window: int,
+        now: float,
+    ) -> None:
+        self.login = login
+        self.parameters = login.parameters
+        self.discovery = login.session_type is SessionType.DISCOVERY
+        self._services = services
+        self._keepalive = keepalive
+        self._window: CommandWindow[Command] = CommandWindow(login.cmdsn, command_window)
+        self._statsn = login.statsn
+        self._max_send = self.parameters.initiator_max_recv_data_segment_length
+        self._pending_max_send: int | None = None  # declared in a text sequence not yet over
+        self._text = TextExchange(self._new_tag)
+        self._next_tag = 1
+        target_name = self.parameters.target_name
+        self._scsi = (
+            None if self.discovery or not target_name else services.scsi_target(target_name)
+        )
+        self._heard = now
+        self._ping: float | None = None  # when the unanswered NOP-In ping was sent
+
+    # Receiving -----------------------------------------------------------------------
+
+    def receive(self, pdu: Pdu, now: float) -> SessionStep:
+        self._heard = now
+        self._ping = None  # whatever it sent, the initiator is alive
+        step = SessionStep()
+        if isinstance(pdu, NopOut) and pdu.itt == RESERVED_TAG:
+            return step  # no response, no CmdSN, whatever the I bit says (10.18.1)
+        if not isinstance(pdu, Command):
+            step.pdus.append(self._not_allowed(pdu))
+            return step
+        for command in self._window.admit(pdu):
+            self._deliver(command, step)
+            if step.logged_out:
+                break
+        return step
+
+    def reject(self, reason: RejectReason, header: bytes) -> Reject:
+        """A Reject for a PDU the codec could not accept (digest, opcode, text format)."""
+        numbers = self._numbers(advance=True)  # 10.17.3: StatSN advances after a Reject
+        return Reject(
+            reason=reason,
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+            data=header,
+        )
+
+    def _deliver(self, command: Command, step: SessionStep) -> None:
+        if isinstance(command, TextRequest):
+            step.pdus.append(self._text_request(command))
+        elif isinstance(command, LogoutRequest):
+            self._logout(command, step)
+        elif self.discovery:
+            step.pdus.append(self._not_allowed(command))
+        elif isinstance(command, NopOut):
+            step.pdus.append(self._nop_echo(command))
+        elif isinstance(command, ScsiCommand):
+            step.pdus += self._scsi_command(command)
+        else:
+            step.pdus.append(self._task_management(command))
+
+    def _not_allowed(self, pdu: Pdu) -> Reject:
+        """3.3: a discovery session rejects all but SendTargets and Logout; anything else
+        unexpected here (a Login Request, a target opcode, SNACK at ErrorRecoveryLevel 0,
+        Data-Out with no R2T outstanding) is a protocol error."""
+        return self.reject(RejectReason.PROTOCOL_ERROR, _header(pdu))
+
+    # Text ----------------------------------------------------------------------------
+
+    def _text_request(self, request: TextRequest) -> Pdu:
+        try:
+            reply = self._text.receive(request, self._answer, self._max_send)
+        except TextRejected as rejected:
+            return self.reject(rejected.reason, _header(request))
+        except TextFormatError:
+            return self.reject(RejectReason.PROTOCOL_ERROR, _header(request))
+        if reply.final and self._pending_max_send is not None:
+            self._max_send, self._pending_max_send = self._pending_max_send, None
+        numbers = self._numbers(advance=True)
+        return TextResponse(
+            final=reply.final,
+            continue_=reply.continue_,
+            lun=request.lun if reply.ttt != RESERVED_TAG else 0,  # 10.10.4
+            itt=request.itt,
+            ttt=reply.ttt,
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+            data=reply.data,
+        )
+
+    def _answer(self, pairs: KeyValuePairs) -> list[Pair]:
+        answers: list[Pair] = []
+        for key, value in pairs:
+            if key == "SendTargets":
+                answers += self._send_targets(value)
+            elif key not in KEYS:
+                answers.append((key, NOT_UNDERSTOOD))  # 5.2: unknown keys are answered so
+            elif key == "MaxRecvDataSegmentLength" and not self.discovery:
+                number = parse_numerical(value)
+                if number is None or not _MRDSL.low <= number <= _MRDSL.high:
+                    raise TextRejected(RejectReason.PROTOCOL_ERROR, f"{key}={value} is invalid")
+                self._pending_max_send = number  # 5.2: effective when the sequence ends
+            elif key != "InitiatorAlias" or self.discovery:
+                where = "a discovery session" if self.discovery else "the Full Feature Phase"
+                raise TextRejected(RejectReason.PROTOCOL_ERROR, f"{key} is not allowed in {where}")
+        return answers
+
+    def _send_targets(self, value: str) -> list[Pair]:
+        """Appendix D: in a discovery session All, or one name, of the targets zoning
+        lets the initiator see; in a normal session only the session's own target."""
+        if self.discovery:
+            if not value:
+                return []  # no target is logged in to
+            visible = self._services.visible_targets(self.parameters.initiator_name)
+            wanted = normalize_name(value)
+            return target_records(t for t in visible if value == "All" or t.name == wanted)
+        if value == "All":
+            raise TextRejected(
+                RejectReason.PROTOCOL_ERROR, "SendTargets=All is for discovery sessions only"
+            )
+        own = self.parameters.target_name
+        if own is None or (value and normalize_name(value) != normalize_name(own)):
+            return []
+        target = self._services.local_target(own)
+        return target_records([target] if target else [])
+
+    # Logout, NOP, task management, SCSI -----------------------------------------------
+
+    def _logout(self, request: LogoutRequest, step: SessionStep) -> None:
+        reason = request.reason_code
+        if reason not in _LOGOUT_REASONS or (
+            self.discovery and reason != LogoutReasonCode.CLOSE_SESSION
+        ):
+            step.pdus.append(self._not_allowed(request))
+            return
+        time2wait = time2retain = 0  # ignored by the initiator after a successful logout
+        if reason == LogoutReasonCode.REMOVE_CONNECTION_FOR_RECOVERY:
+            response = LogoutResponseCode.CONNECTION_RECOVERY_NOT_SUPPORTED  # ERL 0
+            time2wait = self.parameters.default_time2wait
+            time2retain = self.parameters.default_time2retain
+        elif reason == LogoutReasonCode.CLOSE_CONNECTION and request.cid != self.login.cid:
+            response = LogoutResponseCode.CID_NOT_FOUND  # one connection per session
+        else:
+            response = LogoutResponseCode.SUCCESS
+            step.logged_out = True
+        numbers = self._numbers(advance=True)
+        step.pdus.append(
+            LogoutResponse(
+                response=response,
+                itt=request.itt,
+                statsn=numbers.statsn,
+                expcmdsn=numbers.expcmdsn,
+                maxcmdsn=numbers.maxcmdsn,
+                time2wait=time2wait,
+                time2retain=time2retain,
+            )
+        )
+
+    def _nop_echo(self, nop: NopOut) -> NopIn:
+        """10.19: answer a ping with its data, up to our sending limit."""
+        numbers = self._numbers(advance=True)
+        return NopIn(
+            lun=nop.lun,
+            itt=nop.itt,
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+            data=nop.data[: self._max_send],
+        )
+
+    def _task_management(self, request: TaskManagementRequest) -> TaskManagementResponse:
+        # Commands complete as they arrive, so there is never a task to manage yet.
+        numbers = self._numbers(advance=True)
+        return TaskManagementResponse(
+            response=TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED,
+            itt=request.itt,
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+        )
+
+    def _scsi_command(self, command: ScsiCommand) -> list[Pdu]:
+        if self._scsi is None:
+            return [self._not_allowed(command)]
+        result = self._scsi.execute(command.lun, command.full_cdb)
+        return list(command_responses(command, result, self._numbers(advance=True), self._max_send))
+
+    # Keepalive -----------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """When `handle_timer` must run next; None: never."""
+        if not self._keepalive.interval:
+            return None
+        if self.discovery:  # it may not answer pings (3.3): close it once idle too long
+            return self._heard + self._keepalive.interval + self._keepalive.timeout
+        if self._ping is not None:
+            return self._ping + self._keepalive.timeout
+        return self._heard + self._keepalive.interval
+
+    def handle_timer(self, now: float) -> SessionStep:
+        deadline = self.deadline
+        if deadline is None or now < deadline:
+            return SessionStep()
+        if self.discovery:
+            return SessionStep(close=f"discovery session idle for {now - self._heard:.0f} s")
+        if self._ping is not None:
+            timeout = self._keepalive.timeout
+            return SessionStep(close=f"no answer to a NOP-In ping in {timeout:g} s")
+        self._ping = now
+        numbers = self._numbers(advance=False)  # 10.19.2: a ping does not advance StatSN
+        ping = NopIn(
+            ttt=self._new_tag(),
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+        )
+        return SessionStep([ping])
+
+    # Numbers -------------------------------------------------------------------------
+
+    def _numbers(self, *, advance: bool) -> ResponseNumbers:
+        numbers = ResponseNumbers(self._statsn, self._window.expcmdsn, self._window.maxcmdsn)
+        if advance:
+            self._statsn = (self._statsn + 1) & SERIAL_MASK
+        return numbers
+
+    def _new_tag(self) -> int:
+        tag = self._next_tag
+        self._next_tag = tag % (RESERVED_TAG - 1) + 1  # 1 .. 0xfffffffe, never reserved
+        return tag
+
+
+def _header(pdu: Pdu) -> bytes:
+    """The header (BHS and AHS) of a received PDU, for a Reject (10.17.4): re-encoded,
+    so reserved fields read as zero."""
+    return bytes(encode_pdu(pdu)[0])

@@ -1,0 +1,101 @@
+"""SCN delivery: first answering port wins, bounded retries, bounded queues, and a dead
+recipient never delays another."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
+
+import pytest
+
+from isns_server.isnsp.constants import Flags, FunctionId, Status, Tag
+from isns_server.isnsp.messages import Attribute, Message, PortNumber
+from isns_server.registry import Notification
+from isns_server.service import notifier as notifier_module
+from isns_server.service.notifier import Notifier
+from isns_server.service.outbound import Outbound
+
+from .test_outbound import udp_peer
+
+LOOPBACK = IPv4Address("127.0.0.1")
+
+
+def notification(recipient: str, *ports: int) -> Notification:
+    message = Message(FunctionId.SCN, 0, Flags.SERVER, (Attribute(Tag.ISCSI_NAME, recipient),))
+    return Notification(
+        recipient, tuple((LOOPBACK, PortNumber(p, udp=True)) for p in ports), message
+    )
+
+
+@pytest.fixture
+async def outbound() -> AsyncIterator[Outbound]:
+    outbound = Outbound()
+    yield outbound
+    await outbound.close()
+
+
+async def settle(notifier: Notifier, within: float = 5) -> None:
+    async with asyncio.timeout(within):
+        while notifier._workers:  # delivery done, one way or the other
+            await asyncio.sleep(0.01)
+
+
+async def test_the_first_port_that_answers_takes_it(outbound: Outbound) -> None:
+    dead, dead_port = await udp_peer(answer=False)
+    alive, alive_port = await udp_peer()
+    delivered: list[str] = []
+    notifier = Notifier(outbound, retries=3, on_delivered=delivered.append, timeout=0.1)
+    notifier.submit([notification("iqn.x:a", dead_port, alive_port)])
+    await settle(notifier)
+    assert delivered == ["iqn.x:a"]
+    assert len(dead.received) == 1 and len(alive.received) == 1
+    dead.transport.close()
+    alive.transport.close()
+
+
+async def test_an_undeliverable_scn_is_retried_then_dropped_with_a_warning(
+    outbound: Outbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead, port = await udp_peer(answer=False)
+    notifier = Notifier(outbound, retries=3, timeout=0.05, pause=0.01)
+    notifier.submit([notification("iqn.x:a", port)])
+    await settle(notifier)
+    assert len(dead.received) == 3
+    assert "SCN for iqn.x:a not delivered: no answer from its SCN port (127.0.0.1:" in caplog.text
+    assert "after 3 attempts" in caplog.text
+    dead.transport.close()
+
+
+async def test_a_dead_recipient_delays_only_itself(
+    outbound: Outbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    dead, dead_port = await udp_peer(answer=False)
+    alive, alive_port = await udp_peer()
+    notifier = Notifier(outbound, retries=3, timeout=1.0)
+    start = time.monotonic()
+    notifier.submit([notification("iqn.x:dead", dead_port)] * 150)  # never blocks
+    assert time.monotonic() - start < 0.1
+    assert len(notifier._queues["iqn.x:dead"]) == notifier_module.QUEUE_LIMIT
+    assert caplog.text.count("are piling up") == 1
+    notifier.submit([notification("iqn.x:alive", alive_port)])
+    async with asyncio.timeout(0.5):
+        while not alive.received:
+            await asyncio.sleep(0.01)
+    await notifier.close()
+    dead.transport.close()
+    alive.transport.close()
+
+
+async def test_an_scn_answered_with_an_error_is_delivered_but_logged(
+    outbound: Outbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer, port = await udp_peer(status=Status.SCN_EVENT_REJECTED)
+    delivered: list[str] = []
+    notifier = Notifier(outbound, retries=3, on_delivered=delivered.append, timeout=0.5)
+    notifier.submit([notification("iqn.x:a", port)])
+    await settle(notifier)
+    assert delivered == ["iqn.x:a"] and len(peer.received) == 1  # not retried
+    assert "answered our SCN with status SCN_EVENT_REJECTED (16)" in caplog.text
+    peer.transport.close()

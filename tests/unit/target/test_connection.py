@@ -1,0 +1,246 @@
+"""One portal connection, sans-IO, over a real registry and configured targets: login,
+zoning at login, discovery, digests, and the RFC's answer to bad input."""
+
+from collections.abc import Iterator
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from isns_server.config.schema import ChapCredentials, Lun, Target
+from isns_server.isnsp.constants import FunctionId, Tag
+from isns_server.isnsp.messages import Attribute, request
+from isns_server.registry import Policy, Registry, TargetPortal
+from isns_server.target.connection import Connection, PortalSettings
+from isns_server.target.directory import PortalDirectory
+from isns_server.target.iscsi.codec import PduReader, encode_pdu
+from isns_server.target.iscsi.constants import LoginStatus, RejectReason
+from isns_server.target.iscsi.login import LoginPolicy
+from isns_server.target.iscsi.pdu import (
+    DataIn,
+    LoginRequest,
+    LoginResponse,
+    NopOut,
+    Pdu,
+    Reject,
+    ScsiCommand,
+    TextRequest,
+    TextResponse,
+)
+from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.target.local_targets import close_local_targets, open_local_targets
+from isns_server.target.registration import Registration
+from isns_server.target.session import KeepalivePolicy
+
+PREFIX = "iqn.2026-11.org.example.test:"
+DISK, SECRET_DISK = PREFIX + "disk", PREFIX + "secret"
+ZONED, STRANGER, FRIEND = PREFIX + "zoned", PREFIX + "stranger", PREFIX + "friend"
+ADMIN = PREFIX + "admin"
+PORTAL = TargetPortal(ip_address("127.0.0.1"), 3260, 1)
+NOW = 1000.0
+SETTINGS = PortalSettings(LoginPolicy(login_timeout=5), KeepalivePolicy(30, 15))
+INQUIRY = bytes([0x12, 0, 0, 0, 36]).ljust(16, b"\0")
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[PortalDirectory]:
+    targets = open_local_targets(
+        [
+            Target(
+                DISK, luns=(Lun(0, tmp_path / "disk.img", 1 << 20),), allowed_initiators=(FRIEND,)
+            ),
+            Target(SECRET_DISK, chap=ChapCredentials("alice", "alicesecret12")),
+        ],
+        1,
+    )
+    registry = Registry(Policy(default_dd=False, control_nodes=frozenset({ADMIN})))
+    registration = Registration("portal", ((DISK, None), (SECRET_DISK, None)), (PORTAL,))
+    registry.handle(registration.register(), NOW)
+    dd = request(
+        FunctionId.DD_REG,
+        1,
+        Attribute(Tag.ISCSI_NAME, ADMIN),
+        operating=(
+            Attribute(Tag.DD_SYMBOLIC_NAME, "dd"),
+            Attribute(Tag.DD_MEMBER_ISCSI_NAME, DISK),
+            Attribute(Tag.DD_MEMBER_ISCSI_NAME, ZONED),
+        ),
+    )
+    assert registry.handle(dd, NOW).response.status == 0
+    yield PortalDirectory(registry, targets, None, (PORTAL,))
+    close_local_targets(targets)
+
+
+class Peer:
+    """The initiator's end of a sans-IO connection."""
+
+    def __init__(self, directory: PortalDirectory) -> None:
+        self.connection = Connection(directory, SETTINGS, "192.0.2.1:40000", NOW)
+        self.reader = PduReader(max_recv_data_segment_length=1 << 24)
+        self.digests = (False, False)
+
+    def send_bytes(self, data: bytes, now: float = NOW) -> list[Pdu]:
+        self.connection.reader.receive_data(data)
+        self.connection.receive(now)
+        for piece in self.connection.data_to_send():
+            self.reader.receive_data(piece)
+        answers = []
+        while (pdu := self.reader.next_pdu()) is not None:
+            answers.append(pdu)
+        return answers
+
+    def send(self, pdu: Pdu) -> list[Pdu]:
+        return self.send_bytes(b"".join(encode_pdu(pdu, *self.digests)))
+
+    def login(self, *pairs: tuple[str, str]) -> LoginResponse:
+        (response,) = self.send(
+            LoginRequest(transit=True, csg=1, nsg=3, itt=1, data=encode_text(pairs))
+        )
+        assert isinstance(response, LoginResponse)
+        if response.status == 0 and response.transit:
+            answers = dict(decode_text(response.data))
+            self.digests = (
+                answers.get("HeaderDigest") == "CRC32C",
+                answers.get("DataDigest") == "CRC32C",
+            )
+            self.reader.header_digest, self.reader.data_digest = self.digests
+        return response
+
+
+def normal(initiator: str, target: str = DISK) -> tuple[tuple[str, str], ...]:
+    return (("InitiatorName", initiator), ("SessionType", "Normal"), ("TargetName", target))
+
+
+def discovery(initiator: str) -> tuple[tuple[str, str], ...]:
+    return (("InitiatorName", initiator), ("SessionType", "Discovery"))
+
+
+def test_zoned_initiator_logs_in_and_runs_commands(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    response = peer.login(*normal(ZONED), ("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C"))
+    assert response.status == 0 and response.tsih != 0
+    assert peer.digests == (True, True)
+    command = ScsiCommand(read=True, itt=2, cmdsn=0, expected_data_transfer_length=36, cdb=INQUIRY)
+    (data_in,) = peer.send(command)
+    assert isinstance(data_in, DataIn) and data_in.status == 0 and len(data_in.data) == 36
+    peer.connection.connection_lost()
+
+
+@pytest.mark.parametrize(
+    ("initiator", "target", "status"),
+    [
+        (STRANGER, DISK, LoginStatus.AUTHORIZATION_FAILURE),  # shares no DD with it
+        (ZONED, PREFIX + "nosuch", LoginStatus.NOT_FOUND),
+        (ZONED, SECRET_DISK, LoginStatus.AUTHORIZATION_FAILURE),  # in no DD at all
+    ],
+)
+def test_refused_logins(
+    directory: PortalDirectory,
+    initiator: str,
+    target: str,
+    status: LoginStatus,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = Peer(directory)
+    assert peer.login(*normal(initiator, target)).status == status
+    assert peer.connection.closing is not None
+    assert f"({initiator}) -> {target}: login refused" in caplog.text
+
+
+def test_the_access_list_admits_an_unzoned_initiator(directory: PortalDirectory) -> None:
+    assert Peer(directory).login(*normal(FRIEND)).status == 0
+    assert directory.authorize(FRIEND.upper(), DISK)  # names compare normalised
+    assert not directory.authorize(FRIEND, SECRET_DISK)
+
+
+def test_discovery_lists_what_zoning_shows(directory: PortalDirectory) -> None:
+    for initiator, expected in ((ZONED, [DISK]), (STRANGER, [])):
+        peer = Peer(directory)
+        assert peer.login(*discovery(initiator)).status == 0
+        ask = TextRequest(immediate=True, itt=2, data=encode_text([("SendTargets", "All")]))
+        (response,) = peer.send(ask)
+        assert isinstance(response, TextResponse)
+        names = [value for key, value in decode_text(response.data) if key == "TargetName"]
+        assert names == expected
+
+
+def test_tsihs_are_unique_among_live_sessions(directory: PortalDirectory) -> None:
+    peers = [Peer(directory) for _ in range(3)]
+    tsihs = {peer.login(*discovery(ZONED)).tsih for peer in peers}
+    assert len(tsihs) == 3 and 0 not in tsihs
+    for peer in peers:
+        peer.connection.connection_lost()
+    assert directory.allocate_tsih() not in tsihs  # not reused at once either
+
+
+def test_garbage_before_login_closes_silently(
+    directory: PortalDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = Peer(directory)
+    assert peer.send_bytes(b"\x16\x03\x01" + bytes(45)) == []  # a TLS hello, say
+    assert peer.connection.closing == "it did not start with a Login Request"
+    assert "login refused" not in caplog.text
+
+
+def test_unknown_opcode_during_login_is_0x020b(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    first = LoginRequest(
+        csg=0, nsg=0, itt=1, data=encode_text([*normal(ZONED), ("AuthMethod", "None")])
+    )
+    assert peer.send(first)
+    raw = bytearray(encode_pdu(NopOut(immediate=True))[0])
+    raw[0] = 0x1C
+    (response,) = peer.send_bytes(bytes(raw))
+    assert isinstance(response, LoginResponse)
+    assert response.status == LoginStatus.INVALID_DURING_LOGIN
+
+
+def test_oversize_first_login_request_is_answered_0x0200(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    (response,) = peer.send(LoginRequest(transit=True, csg=1, nsg=3, itt=77, data=b"x" * 8193))
+    assert isinstance(response, LoginResponse)
+    assert (response.status, response.itt) == (LoginStatus.INITIATOR_ERROR, 77)
+    assert peer.connection.closing is not None
+
+
+def test_full_feature_codec_errors(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    peer.login(*discovery(ZONED), ("DataDigest", "CRC32C"))
+    header, data, _ = encode_pdu(NopOut(immediate=True, itt=3, data=b"ping"), False, True)
+    (reject,) = peer.send_bytes(bytes(header) + bytes(data) + b"\0\0\0\0")
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.DATA_DIGEST_ERROR
+    assert bytes(reject.data) == bytes(header)  # the complete header of the bad PDU
+    assert peer.connection.closing is None
+    (reject,) = peer.send(NopOut(immediate=True, data=b"x" * 262148))
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.PROTOCOL_ERROR
+    assert peer.connection.closing is not None
+
+
+def test_login_timeout(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    assert peer.connection.deadline == NOW + 5
+    peer.connection.handle_timer(NOW + 5)
+    assert peer.connection.closing == "login not completed in 5 s"
+    assert peer.connection.deadline is None
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_crash_a_connection(directory: PortalDirectory, data: bytes) -> None:
+    peer = Peer(directory)
+    peer.send_bytes(data)
+    peer.connection.handle_timer(NOW + 100)
+    assert peer.connection.deadline is None or peer.connection.closing is None
+
+
+def test_a_normal_session_asks_for_its_own_target(directory: PortalDirectory) -> None:
+    peer = Peer(directory)
+    assert peer.login(*normal(ZONED)).status == 0
+    (response,) = peer.send(TextRequest(itt=2, cmdsn=0, data=encode_text([("SendTargets", "")])))
+    assert isinstance(response, TextResponse)
+    assert list(decode_text(response.data)) == [
+        ("TargetName", DISK),
+        ("TargetAddress", "127.0.0.1:3260,1"),
+    ]

@@ -1,0 +1,266 @@
+"""The Full Feature Phase of one connection (RFC 3720 3.3, 10.10-10.19), sans-IO."""
+
+import dataclasses
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from isns_server.registry import TargetPortal, VisibleTarget
+from isns_server.target.iscsi.constants import (
+    RESERVED_TAG,
+    LogoutResponseCode,
+    RejectReason,
+    TaskManagementResponseCode,
+)
+from isns_server.target.iscsi.keys import SessionType
+from isns_server.target.iscsi.login import LoginResult
+from isns_server.target.iscsi.negotiation import Negotiation, NegotiationPolicy
+from isns_server.target.iscsi.pdu import (
+    DataIn,
+    DataOut,
+    LoginRequest,
+    LogoutRequest,
+    LogoutResponse,
+    NopIn,
+    NopOut,
+    Pdu,
+    Reject,
+    ScsiCommand,
+    SnackRequest,
+    TaskManagementRequest,
+    TaskManagementResponse,
+    TextRequest,
+    TextResponse,
+)
+from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.target.scsi import FileBackstore, LogicalUnit, ScsiTarget, UnitIdentity
+from isns_server.target.session import FullFeatureSession, KeepalivePolicy, SessionStep
+
+INITIATOR = "iqn.2026-11.org.example.test:host1"
+DISK = "iqn.2026-11.org.example.test:disk1"
+OTHER = "iqn.2026-11.org.example.test:disk2"
+PORTAL = TargetPortal(ip_address("127.0.0.1"), 3260, 1)
+NOW = 1000.0
+KEEPALIVE = KeepalivePolicy(30, 15)
+INQUIRY = bytes([0x12, 0, 0, 0, 36]).ljust(16, b"\0")
+
+
+class Services:
+    def __init__(self, scsi: ScsiTarget | None = None) -> None:
+        self.scsi = scsi
+        self.visible = [
+            VisibleTarget(DISK, None, (PORTAL,)),
+            VisibleTarget(OTHER, None, (TargetPortal(ip_address("10.0.0.2"), 3260, 2),)),
+        ]
+
+    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
+        assert initiator_name == INITIATOR
+        return self.visible
+
+    def local_target(self, name: str) -> VisibleTarget | None:
+        return VisibleTarget(DISK, None, (PORTAL,)) if name == DISK else None
+
+    def scsi_target(self, name: str) -> ScsiTarget | None:
+        return self.scsi if name == DISK else None
+
+
+def new_session(
+    discovery: bool = False,
+    scsi: ScsiTarget | None = None,
+    keepalive: KeepalivePolicy = KEEPALIVE,
+    max_send: int = 8192,
+) -> FullFeatureSession:
+    parameters = dataclasses.replace(
+        Negotiation(NegotiationPolicy()).result(1),
+        session_type=SessionType.DISCOVERY if discovery else SessionType.NORMAL,
+        initiator_name=INITIATOR,
+        target_name=None if discovery else DISK,
+        initiator_max_recv_data_segment_length=max_send,
+    )
+    login = LoginResult(
+        parameters, bytes(6), tsih=5, cid=1, leading=True, cmdsn=10, statsn=100, chap_user=None
+    )
+    return FullFeatureSession(login, Services(scsi), keepalive, 32, NOW)
+
+
+def one(step: SessionStep) -> Pdu:
+    (pdu,) = step.pdus
+    return pdu
+
+
+def reason_of(step: SessionStep) -> int:
+    pdu = one(step)
+    assert isinstance(pdu, Reject), pdu
+    return pdu.reason
+
+
+def send_targets(session: FullFeatureSession, value: str, cmdsn: int = 10) -> list[tuple[str, str]]:
+    request = TextRequest(
+        immediate=True, itt=1, cmdsn=cmdsn, data=encode_text([("SendTargets", value)])
+    )
+    response = one(session.receive(request, NOW))
+    assert isinstance(response, TextResponse) and response.final
+    return list(decode_text(response.data))
+
+
+def test_discovery_send_targets_all_and_by_name() -> None:
+    session = new_session(discovery=True)
+    assert send_targets(session, "All") == [
+        ("TargetName", DISK),
+        ("TargetAddress", "127.0.0.1:3260,1"),
+        ("TargetName", OTHER),
+        ("TargetAddress", "10.0.0.2:3260,2"),
+    ]
+    assert send_targets(session, OTHER.upper()) == [
+        ("TargetName", OTHER),
+        ("TargetAddress", "10.0.0.2:3260,2"),
+    ]
+    assert send_targets(session, "iqn.2026-11.org.example.test:hidden") == []
+    assert send_targets(session, "") == []
+
+
+def test_normal_session_send_targets_names_only_its_own_target() -> None:
+    session = new_session()
+    own = [("TargetName", DISK), ("TargetAddress", "127.0.0.1:3260,1")]
+    assert send_targets(session, "") == own
+    assert send_targets(session, DISK) == own
+    assert send_targets(session, OTHER) == []
+    request = TextRequest(immediate=True, itt=2, data=encode_text([("SendTargets", "All")]))
+    assert reason_of(session.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+
+
+def test_text_keys_in_the_full_feature_phase() -> None:
+    session = new_session()
+    ask = [("X-org.example.q", "1"), ("InitiatorAlias", "host one")]
+    response = one(session.receive(TextRequest(immediate=True, itt=3, data=encode_text(ask)), NOW))
+    assert list(decode_text(response.data)) == [("X-org.example.q", "NotUnderstood")]
+    for pairs in ([("HeaderDigest", "CRC32C")], [("MaxRecvDataSegmentLength", "100")]):
+        request = TextRequest(immediate=True, itt=4, data=encode_text(pairs))
+        assert reason_of(session.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+    discovery = new_session(discovery=True)
+    request = TextRequest(immediate=True, itt=4, data=encode_text([("InitiatorAlias", "h")]))
+    assert reason_of(discovery.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+
+
+def test_max_recv_data_segment_length_declared_in_text_takes_effect_after_it() -> None:
+    session = new_session()
+    ping = NopOut(immediate=True, itt=9, data=b"p" * 600)
+    assert len(one(session.receive(ping, NOW)).data) == 600
+    declare = encode_text([("MaxRecvDataSegmentLength", "512")])
+    assert one(session.receive(TextRequest(immediate=True, itt=1, data=declare), NOW)).data == b""
+    assert len(one(session.receive(ping, NOW)).data) == 512
+
+
+def scsi_target(tmp_path: Path) -> ScsiTarget:
+    store = FileBackstore(tmp_path / "disk.img", 1 << 20, False, "lun")
+    return ScsiTarget({0: LogicalUnit(store, UnitIdentity(DISK, 1, 0))})
+
+
+def test_scsi_commands_in_a_normal_session(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    command = ScsiCommand(read=True, itt=7, cmdsn=10, expected_data_transfer_length=36, cdb=INQUIRY)
+    response = one(session.receive(command, NOW))
+    assert isinstance(response, DataIn) and response.status_present
+    assert (response.statsn, response.expcmdsn, response.maxcmdsn) == (100, 11, 42)
+    assert len(response.data) == 36
+
+
+def test_commands_run_in_cmdsn_order_and_duplicates_are_dropped(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    command = ScsiCommand(read=True, expected_data_transfer_length=36, cdb=INQUIRY)
+    assert session.receive(dataclasses.replace(command, itt=2, cmdsn=11), NOW).pdus == []
+    pdus = session.receive(dataclasses.replace(command, itt=1, cmdsn=10), NOW).pdus
+    assert [p.itt for p in pdus if isinstance(p, DataIn)] == [1, 2]
+    assert session.receive(dataclasses.replace(command, itt=3, cmdsn=10), NOW).pdus == []
+
+
+def test_discovery_session_rejects_all_but_send_targets_and_logout() -> None:
+    session = new_session(discovery=True)
+    refused: list[Pdu] = [
+        ScsiCommand(read=True, itt=1, cmdsn=10, cdb=INQUIRY),
+        NopOut(itt=2, cmdsn=11),
+        TaskManagementRequest(immediate=True, function=5, itt=3, cmdsn=12),
+        LogoutRequest(immediate=True, reason_code=1, itt=4, cmdsn=12),
+        DataOut(itt=5),
+        SnackRequest(itt=6),
+        LoginRequest(itt=7),
+    ]
+    for pdu in refused:
+        reject = one(session.receive(pdu, NOW))
+        assert isinstance(reject, Reject) and reject.reason == RejectReason.PROTOCOL_ERROR, pdu
+        assert bytes(reject.data[:1])[0] & 0x3F == pdu.OPCODE  # the header, echoed
+    # The rejected commands still took their CmdSN: the next one is in order.
+    assert send_targets(session, "All", cmdsn=12)
+    assert isinstance(session.reject(RejectReason.DATA_DIGEST_ERROR, b"h"), Reject)
+
+
+def test_logout() -> None:
+    session = new_session()
+    step = session.receive(LogoutRequest(immediate=True, reason_code=1, cid=9, itt=1), NOW)
+    response = one(step)
+    assert isinstance(response, LogoutResponse)
+    assert response.response == LogoutResponseCode.CID_NOT_FOUND and not step.logged_out
+    step = session.receive(LogoutRequest(immediate=True, reason_code=2, cid=1, itt=2), NOW)
+    response = one(step)
+    assert isinstance(response, LogoutResponse)
+    assert response.response == LogoutResponseCode.CONNECTION_RECOVERY_NOT_SUPPORTED
+    assert response.time2wait == 2 and not step.logged_out
+    reject = session.receive(LogoutRequest(immediate=True, reason_code=9, itt=3), NOW)
+    assert reason_of(reject) == RejectReason.PROTOCOL_ERROR
+    step = session.receive(LogoutRequest(immediate=True, reason_code=1, cid=1, itt=4), NOW)
+    response = one(step)
+    assert isinstance(response, LogoutResponse) and response.response == 0 and step.logged_out
+    discovery = new_session(discovery=True)
+    assert discovery.receive(LogoutRequest(immediate=True, reason_code=0, itt=1), NOW).logged_out
+
+
+def test_nop_out_ping_is_echoed_and_task_management_is_not_supported() -> None:
+    session = new_session(max_send=512)
+    echo = one(session.receive(NopOut(itt=4, cmdsn=10, lun=3 << 48, data=b"p" * 600), NOW))
+    assert isinstance(echo, NopIn)
+    assert (echo.itt, echo.ttt, echo.lun, echo.statsn) == (4, RESERVED_TAG, 3 << 48, 100)
+    assert echo.data == b"p" * 512
+    assert session.receive(NopOut(immediate=True), NOW).pdus == []  # no answer wanted
+    response = one(session.receive(TaskManagementRequest(immediate=True, function=1, itt=5), NOW))
+    assert isinstance(response, TaskManagementResponse)
+    assert response.response == TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
+
+
+def test_keepalive_pings_then_closes() -> None:
+    session = new_session()
+    assert session.deadline == NOW + 30
+    assert session.handle_timer(NOW + 29).pdus == []
+    ping = one(session.handle_timer(NOW + 30))
+    assert isinstance(ping, NopIn) and ping.itt == RESERVED_TAG and ping.ttt != RESERVED_TAG
+    assert ping.statsn == 100  # a ping does not advance StatSN
+    assert session.deadline == NOW + 45
+    session.receive(NopOut(immediate=True, ttt=ping.ttt), NOW + 31)
+    assert session.deadline == NOW + 61
+    ping = one(session.handle_timer(NOW + 61))
+    assert isinstance(ping, NopIn)
+    step = session.handle_timer(NOW + 76)
+    assert step.close == "no answer to a NOP-In ping in 15 s"
+
+
+def test_discovery_sessions_are_not_pinged_but_closed_when_idle() -> None:
+    session = new_session(discovery=True)
+    assert session.deadline == NOW + 45
+    assert session.handle_timer(NOW + 45).close == "discovery session idle for 45 s"
+    assert new_session(keepalive=KeepalivePolicy(0, 15)).deadline is None
+
+
+def test_unsolicited_data_out_is_rejected() -> None:
+    assert reason_of(new_session().receive(DataOut(itt=1), NOW)) == RejectReason.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize("discovery", [True, False])
+def test_status_numbers_advance_by_one_per_response(discovery: bool) -> None:
+    session = new_session(discovery=discovery)
+    statsns = []
+    for itt in range(3):
+        request = TextRequest(immediate=True, itt=itt, data=encode_text([("Z", "1")]))
+        response = one(session.receive(request, NOW))
+        assert isinstance(response, TextResponse)
+        statsns.append(response.statsn)
+    assert statsns == [100, 101, 102]
