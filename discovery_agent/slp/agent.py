@@ -60,6 +60,7 @@ ISCSI_TARGET = "service:iscsi:target"  # RFC 4018 5.2
 ISCSI_PORT = 3260  # RFC 3720 13.2: the port when a target URL names none
 UNSOLICITED_LANGUAGE = "en"
 _MAX_COUNT = 0xFFFF  # 16-bit item counts and string lengths
+_LANGUAGE_ROOM = 32  # a solicited DAAdvert echoes the request's language tag, maybe not "en"
 # "...://host[:port][/path]", host possibly a bracketed IPv6 literal (RFC 4018 5.2).
 _URL_ADDRESS = re.compile(
     r"://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^/:\[\]]+))(?::(?P<port>[0-9]{1,5}))?(?P<path>/.*)?$"
@@ -124,6 +125,27 @@ class TargetRegistration:
     attributes: tuple[Attribute, ...]  # everything stored for the URL after this SrvReg
     lifetime: int
     source: str  # the registering SA's address
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDeregistration:
+    """An accepted SLP SrvDeReg of a whole service:iscsi:target URL (RFC 2608 10.6): the
+    target is no longer reached at that address, for the iSNS bridge."""
+
+    url: str
+    iscsi_name: str
+    host: str
+    port: int
+    source: str  # the deregistering SA's address
+
+
+TargetChange = TargetRegistration | TargetDeregistration
+
+
+class _TargetAddress(NamedTuple):
+    iscsi_name: str
+    host: str  # an IPv6 literal without brackets, an IPv4 address or a host name
+    port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +230,19 @@ def _fit_list(
     return reply(kept, Flags.NONE if len(kept) == len(items) else Flags.OVERFLOW)
 
 
-def _target_registration(entry: ServiceEntry, lifetime: int) -> TargetRegistration | None:
-    address = _URL_ADDRESS.search(entry.url)
+def _target_address(url: str) -> _TargetAddress | None:
+    """host, port and iSCSI name of a service:iscsi:target URL (RFC 4018 5.2)."""
+    address = _URL_ADDRESS.search(url)
     iscsi_name = address["path"][1:].split("/")[0] if address and address["path"] else ""
     if address is None or not iscsi_name:
+        return None
+    port = int(address["port"]) if address["port"] else ISCSI_PORT
+    return _TargetAddress(iscsi_name, address["ipv6"] or address["host"], port)
+
+
+def _target_registration(entry: ServiceEntry, lifetime: int) -> TargetRegistration | None:
+    target = _target_address(entry.url)
+    if target is None:
         return None  # stored all the same: the DA does not enforce templates
     portal_group = None
     for attribute in entry.attributes:
@@ -220,9 +251,9 @@ def _target_registration(entry: ServiceEntry, lifetime: int) -> TargetRegistrati
             portal_group = value
     return TargetRegistration(
         url=entry.url,
-        iscsi_name=iscsi_name,
-        host=address["ipv6"] or address["host"],
-        port=int(address["port"]) if address["port"] else ISCSI_PORT,
+        iscsi_name=target.iscsi_name,
+        host=target.host,
+        port=target.port,
         portal_group=portal_group,
         scopes=entry.scopes,
         attributes=entry.attributes,
@@ -241,6 +272,7 @@ class DirectoryAgent:
         self.settings = settings
         self._boot_timestamp = boot_timestamp
         self._scopes = scope_keys(settings.scopes)
+        self._advertised_scopes = settings.scopes
         location = _URL_ADDRESS.search(settings.url)
         own = [location["ipv6"] or location["host"]] if location else []
         self._own_addresses = {ip for ip in map(_ip, [*own, *settings.addresses]) if ip is not None}
@@ -251,15 +283,40 @@ class DirectoryAgent:
         self._buckets = _TokenBuckets(settings.rate, settings.burst, settings.max_tracked_sources)
         self._next_advert = math.inf
         # Bounded so a caller that never drains cannot make it grow without end.
-        self._target_registrations: deque[TargetRegistration] = deque(
-            maxlen=max(1, settings.max_registrations)
-        )
+        self._target_changes: deque[TargetChange] = deque(maxlen=max(1, settings.max_registrations))
         if len(self._unsolicited_advert(boot_timestamp)) > settings.mtu:
             raise ValueError("the DAAdvert does not fit in the MTU (RFC 2608 8.5)")
 
     @property
     def directory(self) -> Directory:
         return self._directory
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes a DAAdvert lists: the configured ones, then as many others as fit."""
+        return self._advertised_scopes
+
+    def serve_scopes(self, extra: Iterable[str]) -> None:
+        """Serve the configured scopes plus `extra` (the registry's discovery domains).
+        A DAAdvert must fit the MTU, so it lists the extra scopes that fit; the rest are
+        served all the same, to UAs that name them or fall back to multicast."""
+        configured = scope_keys(self.settings.scopes)
+        others: dict[str, str] = {}  # comparison key -> the first spelling
+        for scope in extra:
+            if comparison_key(scope) not in configured:
+                others.setdefault(comparison_key(scope), scope)
+        self._scopes = configured | frozenset(others)
+        listing = _fit_list(
+            list(others.values()),
+            lambda part, flags: DAAdvert(
+                boot_timestamp=self._boot_timestamp,
+                url=self.settings.url,
+                scopes=self.settings.scopes + tuple(part),
+            ),
+            self.settings.mtu - _LANGUAGE_ROOM,
+        )
+        assert isinstance(listing, DAAdvert)
+        self._advertised_scopes = listing.scopes
 
     # Timers
 
@@ -304,10 +361,17 @@ class DirectoryAgent:
             return []
         return self._transmit(build_message(answer), via)
 
-    def registrations_from_srvreg(self) -> list[TargetRegistration]:
-        """The iSCSI target registrations accepted since the last call, oldest first."""
-        drained = list(self._target_registrations)
-        self._target_registrations.clear()
+    @property
+    def has_target_changes(self) -> bool:
+        """Whether `target_changes` has something to give."""
+        return bool(self._target_changes)
+
+    def target_changes(self) -> list[TargetChange]:
+        """What SAs did to iSCSI targets since the last call, oldest first: a
+        TargetRegistration per accepted SrvReg (refreshes too), a TargetDeregistration
+        per accepted SrvDeReg of a whole URL."""
+        drained = list(self._target_changes)
+        self._target_changes.clear()
         return drained
 
     # The iSNS bridge's feed
@@ -379,7 +443,7 @@ class DirectoryAgent:
             error_code=code,
             boot_timestamp=timestamp,
             url=self.settings.url,
-            scopes=self.settings.scopes,
+            scopes=self._advertised_scopes,
         )
 
     def _unsolicited_advert(self, timestamp: int) -> bytes:
@@ -403,7 +467,8 @@ class DirectoryAgent:
         """The entries in the request's language, dialect aside (RFC 2608 8.1); None when
         there are entries, just none in that language (RFC 2608 7 LANGUAGE_NOT_SUPPORTED)."""
         wanted = _primary_language(language)
-        found = [entry for entry in entries if _primary_language(entry.key.language) == wanted]
+        # Stored language tags are comparison keys already.
+        found = [entry for entry in entries if entry.key.language.split("-")[0] == wanted]
         return None if entries and not found else found
 
     def _lifetime(self, entry: ServiceEntry, now: float) -> int:
@@ -415,10 +480,10 @@ class DirectoryAgent:
         refusal = self._query_refusal(message.scopes, message.spi)
         if refusal:
             return error_reply(message, refusal)
-        entries = self._directory.by_type(
-            message.service_type, scope_keys(message.scopes), request.now
-        )
         predicate = parse_predicate(message.predicate)
+        entries = self._directory.by_type(
+            message.service_type, scope_keys(message.scopes), request.now, predicate.equalities()
+        )
         if predicate.root is not None:  # RFC 2608 8.1: language counts only with a predicate
             localized = self._localized(entries, message.language)
             if localized is None:
@@ -426,7 +491,7 @@ class DirectoryAgent:
             entries = localized
         lifetimes: dict[str, int] = {}  # one URL entry per URL, the longest lifetime
         for entry in entries:
-            if predicate.matches(entry.attributes):
+            if predicate.matches_index(entry.match_index):
                 lifetime = self._lifetime(entry, request.now)
                 lifetimes[entry.url] = max(lifetime, lifetimes.get(entry.url, 0))
         url_entries = tuple(UrlEntry(url, lifetime) for url, lifetime in lifetimes.items())
@@ -529,7 +594,7 @@ class DirectoryAgent:
         if _is(registration.service_type, ISCSI_TARGET):
             event = _target_registration(entry, registration.lifetime)
             if event is not None:
-                self._target_registrations.append(event)
+                self._target_changes.append(event)
         return self._ack(message)
 
     def _deregister(self, message: SrvDeReg, request: _Request) -> Message:
@@ -537,10 +602,12 @@ class DirectoryAgent:
         refusal = self._change_refusal(message.scopes, signed, request)
         if refusal:
             return self._ack(message, refusal)
+        url = message.url_entry.url
         try:
-            self._directory.deregister(
-                message.url_entry.url, message.scopes, message.tag_list, request.now
-            )
+            self._directory.deregister(url, message.scopes, message.tag_list, request.now)
         except RegistrationError as error:
             return self._ack(message, error.code)
+        target = _target_address(url) if _is(service_type_of(url) or "", ISCSI_TARGET) else None
+        if target is not None and not message.tag_list:
+            self._target_changes.append(TargetDeregistration(url, *target, request.address))
         return self._ack(message)

@@ -4,20 +4,21 @@ Entries are keyed by (URL, scope set, language). They come either from SLP SrvRe
 expire after their lifetime, or from the iSNS registry (source `ISNS_SOURCE`), which last
 until the registry removes them and which SLP messages never change: the registry is the
 authority for what it feeds. Indexes by service type (concrete and abstract, RFC 2608
-4.1), scope and URL keep lookups proportional to what they find, and expiry is a lazy
-heap, so nothing is ever a scan of the whole table. Caps bound how many SLP
-registrations the network can make us hold, in total and per source address.
+4.1), scope, URL and string attribute value keep lookups proportional to what they
+find, and expiry is a lazy heap, so nothing is ever a scan of the whole table. Caps
+bound how many SLP registrations the network can make us hold, in total and per source
+address.
 """
 
 import heapq
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .attributes import Attribute, AttrValue, format_attr_list
 from .constants import ErrorCode
-from .predicate import tag_matches
+from .predicate import AttributeIndex, attribute_index, tag_matches
 from .strings import comparison_key, service_type_of
 
 ISNS_SOURCE = "isns"  # the source of entries fed from the iSNS registry
@@ -48,6 +49,11 @@ class ServiceEntry:
     attributes: tuple[Attribute, ...]
     source: str  # the registering host's address, or ISNS_SOURCE
     expires: float | None  # None: fed from the registry, kept until removed
+    # The attributes folded once for predicate matching (predicate.attribute_index).
+    match_index: AttributeIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match_index", attribute_index(self.attributes))
 
     @property
     def url(self) -> str:
@@ -134,6 +140,7 @@ class Directory:
         self._by_type: dict[str, set[ServiceKey]] = {}
         self._by_scope: dict[str, set[ServiceKey]] = {}
         self._by_url: dict[str, set[ServiceKey]] = {}
+        self._by_value: dict[str, set[ServiceKey]] = {}  # "tag=value", comparison keys
         self._per_source: Counter[str] = Counter()
         # (expiry, tie-breaker, key); stale items are skipped when they reach the top.
         self._expiries: list[tuple[float, int, ServiceKey]] = []
@@ -246,10 +253,20 @@ class Directory:
 
     # Lookups
 
-    def by_type(self, service_type: str, scopes: frozenset[str], now: float) -> list[ServiceEntry]:
-        """Entries of `service_type` (or of its concrete types) in any of `scopes`."""
+    def by_type(
+        self,
+        service_type: str,
+        scopes: frozenset[str],
+        now: float,
+        equalities: Iterable[tuple[str, str]] = (),
+    ) -> list[ServiceEntry]:
+        """Entries of `service_type` (or of its concrete types) in any of `scopes`; with
+        `equalities` (Predicate.equalities), only those holding each (tag, value)."""
         self.expire(now)
-        return self._in_scopes(self._by_type.get(comparison_key(service_type), set()), scopes)
+        keys = self._by_type.get(comparison_key(service_type), set())
+        for tag, value in equalities:
+            keys = keys & self._by_value.get(f"{tag}={value}", set())
+        return self._in_scopes(keys, scopes)
 
     def by_url(self, url: str, scopes: frozenset[str], now: float) -> list[ServiceEntry]:
         self.expire(now)
@@ -310,6 +327,10 @@ class Directory:
         for scope in entry.key.scopes:
             yield self._by_scope, scope
         yield self._by_url, entry.key.url
+        for tag, values in entry.match_index.items():
+            # `=` is reserved in tags (RFC 2608 5), so "tag=value" is unambiguous.
+            for value in {v for v in values if isinstance(v, str)}:
+                yield self._by_value, f"{tag}={value}"
 
     def _insert(self, entry: ServiceEntry) -> None:
         self._entries[entry.key] = entry

@@ -11,7 +11,10 @@ y=0,1: negation is pushed down to the terms (De Morgan) and a negated term holds
 some value fails it, or when the attribute has no values at all.
 
 Hostile input is bounded: at most MAX_PREDICATE_LENGTH characters and
-MAX_PREDICATE_DEPTH nested filters, and wildcard matching never backtracks.
+MAX_PREDICATE_DEPTH nested filters, and wildcard matching never backtracks. Matching
+reads an `AttributeIndex`, the attributes with tags and strings folded once, so a table
+folds each value when it is stored rather than on every request; `equalities` names the
+(tag, value) pairs a match must hold, for a table to look those up instead of scanning.
 """
 
 import re
@@ -192,10 +195,23 @@ def _holds(match: Match, sign: int) -> bool:
     return sign == 0
 
 
+# Tag comparison key -> values, strings as their comparison keys.
+AttributeIndex = dict[str, tuple[AttrValue, ...]]
+
+
+def attribute_index(attributes: Iterable[Attribute]) -> AttributeIndex:
+    index: dict[str, list[AttrValue]] = {}
+    for attribute in attributes:
+        index.setdefault(comparison_key(attribute.tag), []).extend(
+            comparison_key(value) if isinstance(value, str) else value for value in attribute.values
+        )
+    return {tag: tuple(values) for tag, values in index.items()}
+
+
 def _test(term: Compare | Substring, value: AttrValue) -> bool:
-    """One term against one value: types must agree (RFC 2608 8.1)."""
+    """One term against one (folded) value: types must agree (RFC 2608 8.1)."""
     if isinstance(term, Substring):
-        return isinstance(value, str) and term.matches(comparison_key(value))
+        return isinstance(value, str) and term.matches(value)
     wanted = term.value
     if isinstance(wanted, bool) or isinstance(value, bool):
         # RFC 2608 5: booleans "may only be compared with '='".
@@ -204,13 +220,13 @@ def _test(term: Compare | Substring, value: AttrValue) -> bool:
     if isinstance(wanted, int) and isinstance(value, int):
         return _holds(term.match, _sign(value, wanted))
     if isinstance(wanted, str) and isinstance(value, str):
-        return _holds(term.match, _sign(comparison_key(value), wanted))
+        return _holds(term.match, _sign(value, wanted))
     if isinstance(wanted, bytes) and isinstance(value, bytes):
         return _holds(term.match, _sign(value, wanted))
     return False
 
 
-def _evaluate(node: Node, index: dict[str, list[AttrValue]], negated: bool) -> bool:
+def _evaluate(node: Node, index: AttributeIndex, negated: bool) -> bool:
     if isinstance(node, And | Or):
         results = (_evaluate(child, index, negated) for child in node.children)
         # De Morgan: under negation & becomes | and | becomes &.
@@ -219,7 +235,7 @@ def _evaluate(node: Node, index: dict[str, list[AttrValue]], negated: bool) -> b
         return _evaluate(node.child, index, not negated)
     if isinstance(node, Present):
         return (node.tag in index) != negated
-    values = index.get(node.tag, [])
+    values = index.get(node.tag, ())
     if negated:
         return not values or not all(_test(node, value) for value in values)
     return any(_test(node, value) for value in values)
@@ -232,12 +248,22 @@ class Predicate:
     root: Node | None
 
     def matches(self, attributes: Iterable[Attribute]) -> bool:
-        if self.root is None:
-            return True
-        index: dict[str, list[AttrValue]] = {}
-        for attribute in attributes:
-            index.setdefault(comparison_key(attribute.tag), []).extend(attribute.values)
-        return _evaluate(self.root, index, negated=False)
+        return self.matches_index(attribute_index(attributes))
+
+    def matches_index(self, index: AttributeIndex) -> bool:
+        return self.root is None or _evaluate(self.root, index, negated=False)
+
+    def equalities(self) -> tuple[tuple[str, str], ...]:
+        """(tag, string value) pairs, as comparison keys, that every match holds: the
+        string equality terms at the top or under a top-level `&`."""
+        terms = self.root.children if isinstance(self.root, And) else (self.root,)
+        return tuple(
+            (term.tag, term.value)
+            for term in terms
+            if isinstance(term, Compare)
+            and term.match in (Match.EQUAL, Match.APPROX)
+            and isinstance(term.value, str)
+        )
 
 
 def parse_predicate(text: str) -> Predicate:

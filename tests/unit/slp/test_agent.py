@@ -14,6 +14,7 @@ from discovery_agent.slp.agent import (
     CONFIG_DA_BEAT,
     AgentSettings,
     DirectoryAgent,
+    TargetDeregistration,
     TargetRegistration,
     Via,
 )
@@ -209,7 +210,7 @@ def test_srvreg_refused_from_untrusted_source_and_never_taken_by_multicast() -> 
     assert register(da, message, source=OUTSIDER) == ErrorCode.AUTHENTICATION_ABSENT
     assert exchange(da, message, source=SA, via="multicast") == []
     assert exchange(da, replace(message, flags=Flags.FRESH | Flags.REQUEST_MCAST), source=SA) == []
-    assert len(da.directory) == 0 and da.registrations_from_srvreg() == []
+    assert len(da.directory) == 0 and da.target_changes() == []
     assert register(da, message, source=("fd00::5", 427)) == ErrorCode.OK
     assert register(da, message, source=("::ffff:10.0.0.9", 427)) == ErrorCode.OK
 
@@ -231,7 +232,7 @@ def test_srvreg_refused_from_untrusted_source_and_never_taken_by_multicast() -> 
 def test_bad_srvreg_stores_nothing(message: SrvReg, code: ErrorCode) -> None:
     da = agent()
     assert register(da, message) == code
-    assert len(da.directory) == 0 and da.registrations_from_srvreg() == []
+    assert len(da.directory) == 0 and da.target_changes() == []
 
 
 def test_lifetime_expiry_follows_now() -> None:
@@ -527,7 +528,7 @@ def test_accepted_iscsi_target_srvregs_are_reported() -> None:
     sms = srvreg("service:iscsi:sms://192.0.2.9", service_type="service:iscsi:sms")
     assert register(da, sms) == ErrorCode.OK
     assert register(da, srvreg("service:iscsi:target://192.0.2.8")) == ErrorCode.OK  # no name
-    first, second, third = da.registrations_from_srvreg()
+    first, second, third = da.target_changes()
     assert first == TargetRegistration(
         url=url,
         iscsi_name=NAME.format(4),
@@ -546,7 +547,22 @@ def test_accepted_iscsi_target_srvregs_are_reported() -> None:
         90,
     )
     assert third.attributes == parse_attr_list("(alias=x),(portal-group=2)")  # merged
-    assert da.registrations_from_srvreg() == []
+    assert da.target_changes() == []
+
+
+def test_accepted_iscsi_target_srvderegs_are_reported() -> None:
+    da = agent()
+    for n in (1, 2):
+        assert register(da, srvreg(target_url(n), "(alias=x)")) == ErrorCode.OK
+    da.target_changes()
+    dereg = SrvDeReg(xid=30, scopes=("DEFAULT",), url_entry=UrlEntry(target_url(1), 0))
+    assert one(da, dereg, source=SA).error_code == ErrorCode.OK
+    partial = replace(dereg, url_entry=UrlEntry(target_url(2), 0), tag_list=("alias",))
+    assert one(da, partial, source=SA).error_code == ErrorCode.OK  # attributes only
+    assert one(da, dereg, source=OUTSIDER).error_code == ErrorCode.AUTHENTICATION_ABSENT
+    assert da.target_changes() == [
+        TargetDeregistration(target_url(1), NAME.format(1), "192.0.2.3", 3260, SA[0])
+    ]
 
 
 def test_registry_fed_services() -> None:
@@ -565,6 +581,27 @@ def test_registry_fed_services() -> None:
     assert da.remove_service(target_url(1)) and find(da) == []
     with pytest.raises(ValueError):
         da.put_service(target_url(1), TARGET, ["elsewhere"], [], now=0)
+
+
+def test_registry_scopes_are_served_and_advertised_as_far_as_the_mtu_allows() -> None:
+    da = agent(mtu=200)
+    name = Attribute("iscsi-name", (NAME.format(1),))
+    domains = ["dd-prod", "DD-PROD", "development", *(f"dd-{n:03}" for n in range(40))]
+    da.serve_scopes(domains)
+    da.put_service(target_url(1), TARGET, ["dd-prod"], [name], now=0)
+    assert find(da, scopes=("Dd-Prod",)) == [target_url(1)]  # compared folded (RFC 2608 6.4)
+    assert find(da, scopes=("dd-039",)) == []  # served, if not in the DAAdvert
+    (advert,) = [parse_message(a) for a in da.startup(0.0).adverts]
+    assert isinstance(advert, DAAdvert)
+    assert advert.scopes[:3] == ("DEFAULT", "Development", "dd-prod")  # configured first
+    assert "DD-PROD" not in advert.scopes and "development" not in advert.scopes
+    assert "dd-039" not in advert.scopes and da.scopes == advert.scopes
+    assert len(build_message(advert)) <= 200
+    da.serve_scopes([])
+    assert one(da, SrvRqst(xid=21, service_type=TARGET, scopes=("dd-prod",))).error_code == (
+        ErrorCode.SCOPE_NOT_SUPPORTED
+    )
+    assert da.scopes == ("DEFAULT", "Development")
 
 
 def test_settings_are_checked() -> None:

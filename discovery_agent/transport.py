@@ -1,0 +1,275 @@
+"""asyncio adapters for the directory agent: they move bytes and keep one timer.
+
+- Unicast UDP and TCP on each `slp.listen` address (RFC 2608 6.1, 6.2).
+- Multicast on each of `slp.interfaces` only: per interface, a socket bound to
+  239.255.255.253 on the listen port, joined on that interface, sending with
+  IP_MULTICAST_IF set to it and TTL 1, so nothing leaves the link (RFC 2608 6.1 leaves
+  the TTL to configuration; one hop is where SLP multicast belongs). Replies to
+  multicast requests leave from that socket, unicast to the requester.
+- Every `handle` result goes back to the sender; DAAdverts from `startup`/`tick` are
+  multicast; `shutdown`'s DAAdvert says goodbye.
+
+What may be answered, how much and to whom is the agent's business (agent.py); a TCP
+connection is only framed here, capped in size, count and idle time.
+"""
+
+import asyncio
+import errno
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from isns_server.config.schema import ListenAddress
+
+from .slp.agent import DirectoryAgent, Via
+from .slp.codec import message_length
+from .slp.constants import MULTICAST_ADDRESS
+from .slp.errors import SlpParseError
+
+log = logging.getLogger(__name__)
+
+MULTICAST_TTL = 1
+_IP_MULTICAST_ALL = 49  # Linux <linux/in.h>; the socket module does not name it
+MAX_TCP_MESSAGE = 1 << 18  # a SrvReg's strings are 16-bit lengths; a few of them fit
+TCP_IDLE_TIMEOUT = 30.0
+MAX_TCP_CONNECTIONS = 128
+
+
+class SlpListenError(Exception):
+    """An SLP socket could not be opened; the message says why and what to change."""
+
+
+def listen_problem(what: str, key: str, exc: OSError) -> SlpListenError:
+    if exc.errno == errno.EACCES:
+        hint = (
+            "ports below 1024 (SLP's is 427) need root or CAP_NET_BIND_SERVICE "
+            f"(AmbientCapabilities= in a systemd unit); or set {key} to a higher port, "
+            "which the user agents must then be told"
+        )
+    elif exc.errno == errno.EADDRINUSE:
+        hint = f"another program uses it (an OpenSLP slpd? check `ss -lntup`); or change {key}"
+    elif exc.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
+        hint = f"no interface on this machine has that address; change {key}"
+    else:
+        hint = f"{exc.strerror}; check {key}"
+    return SlpListenError(f"SLP directory agent cannot use {what}: {hint}")
+
+
+def _peer(address: Any) -> tuple[str, int]:
+    return str(address[0]), int(address[1])
+
+
+def _no_multicast_from_others(sock: socket.socket) -> None:
+    """Linux otherwise hands a socket the traffic of groups other sockets joined."""
+    if sys.platform.startswith("linux"):
+        sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
+
+
+def unicast_socket(address: ListenAddress, shared: bool) -> socket.socket:
+    """A UDP socket on `address`; `shared` lets the multicast sockets use its port."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET:
+            _no_multicast_from_others(sock)
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise listen_problem(f"UDP {address}", "slp.listen", exc) from None
+    sock.setblocking(False)
+    return sock
+
+
+def multicast_socket(interface: str, port: int) -> socket.socket:
+    group = socket.inet_aton(MULTICAST_ADDRESS)
+    local = socket.inet_aton(interface)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((MULTICAST_ADDRESS, port))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group + local)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)  # local UAs too
+        _no_multicast_from_others(sock)
+    except OSError as exc:
+        sock.close()
+        raise listen_problem(
+            f"multicast {MULTICAST_ADDRESS}:{port} on {interface}", "slp.interfaces", exc
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: "SlpTransport", via: Via) -> None:
+        self.owner = owner
+        self.via = via
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        assert self.transport is not None
+        for reply in self.owner.handle(data, _peer(addr), self.via):
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SLP UDP socket error: %s", exc)  # e.g. ICMP port unreachable for a reply
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP connection: RFC 2608 6.2 framing by the header's length field."""
+
+    def __init__(self, owner: "SlpTransport") -> None:
+        self.owner = owner
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("", 0)
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
+            self.transport.close()
+            return
+        self.owner.connections.add(self.transport)
+        self.peer = _peer(transport.get_extra_info("peername"))
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None:
+            self.owner.connections.discard(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while not self.transport.is_closing():
+            try:
+                length = message_length(bytes(self.buffer[:5]))
+            except SlpParseError as exc:
+                log.debug("SLP TCP from %s closed: %s", self.peer, exc)
+                self.transport.close()
+                return
+            if length is not None and length > MAX_TCP_MESSAGE:
+                log.debug("SLP TCP from %s closed: %d-byte message", self.peer, length)
+                self.transport.close()
+                return
+            if length is None or len(self.buffer) < length:
+                break
+            message = bytes(self.buffer[:length])
+            del self.buffer[:length]
+            for reply in self.owner.handle(message, self.peer, "tcp"):
+                self.transport.write(reply)
+        self._arm()
+
+    def _arm(self) -> None:
+        assert self.transport is not None
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.transport.close)
+
+
+class SlpTransport:
+    def __init__(
+        self,
+        agent: DirectoryAgent,
+        listen: Sequence[ListenAddress],
+        interfaces: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_target_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.agent = agent
+        self.listen = tuple(listen)
+        self.interfaces = tuple(interfaces)
+        self.clock = clock
+        self.on_target_change = on_target_change  # the agent holds target changes to bridge
+        self.connections: set[asyncio.Transport] = set()
+        self.bound: list[ListenAddress] = []  # the UDP/TCP addresses, ports resolved
+        self._unicast: list[asyncio.DatagramTransport] = []
+        self._multicast: list[asyncio.DatagramTransport] = []
+        self._servers: list[asyncio.Server] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._port = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self.listen:
+                await self._listen(loop, address)
+            self._port = self.bound[0].port if self.bound else 0
+            for interface in self.interfaces:
+                sock = multicast_socket(interface, self._port)
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Datagrams(self, "multicast"), sock=sock
+                )
+                self._multicast.append(transport)
+                log.info("SLP multicast on %s:%d via %s", MULTICAST_ADDRESS, self._port, interface)
+        except BaseException:
+            await self.stop(goodbye=False)
+            raise
+        self._beat(self.agent.startup(self.clock()))
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop, address: ListenAddress) -> None:
+        sock = unicast_socket(address, shared=bool(self.interfaces))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self, "unicast-udp"), sock=sock
+        )
+        self._unicast.append(transport)
+        bound = ListenAddress(address.host, sock.getsockname()[1])
+        try:
+            server = await loop.create_server(
+                lambda: _Stream(self), bound.host, bound.port, reuse_address=True
+            )
+        except OSError as exc:
+            raise listen_problem(f"TCP {bound}", "slp.listen", exc) from None
+        self._servers.append(server)
+        self.bound.append(bound)
+        log.info("SLP directory agent listening on %s (UDP and TCP)", bound)
+
+    def handle(self, data: bytes, peer: tuple[str, int], via: Via) -> list[bytes]:
+        replies = self.agent.handle(data, peer, via, self.clock())
+        if self.agent.has_target_changes:
+            self.on_target_change()
+        return replies
+
+    def _beat(self, heartbeat: tuple[list[bytes], float]) -> None:
+        adverts, deadline = heartbeat
+        self._multicast_all(adverts)
+        if deadline != float("inf"):
+            delay = max(0.0, deadline - self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._beat(self.agent.tick(self.clock()))
+
+    def _multicast_all(self, datagrams: list[bytes]) -> None:
+        for transport in self._multicast:
+            for datagram in datagrams:
+                transport.sendto(datagram, (MULTICAST_ADDRESS, self._port))
+
+    async def stop(self, goodbye: bool = True) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if goodbye:
+            self._multicast_all(self.agent.shutdown())
+        for server in self._servers:
+            server.close()
+        for transport in [*self._unicast, *self._multicast, *self.connections]:
+            transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self._unicast.clear()
+        self._multicast.clear()
+        await asyncio.sleep(0)  # datagram sockets close on the next loop iteration

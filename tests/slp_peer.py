@@ -1,0 +1,88 @@
+"""A small SLP user agent for tests and benchmarks, loopback only: unicast UDP and TCP to
+127.0.0.1, multicast to 239.255.255.253 with IP_MULTICAST_IF=127.0.0.1 and TTL 1."""
+
+import itertools
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TypeVar
+
+from discovery_agent.slp.codec import build_message, message_length, parse_message
+from discovery_agent.slp.constants import MULTICAST_ADDRESS, Flags
+from discovery_agent.slp.messages import Message
+
+LOOPBACK = "127.0.0.1"
+_T = TypeVar("_T")
+
+
+class SlpUserAgent:
+    """Sends from `source` (any 127.0.0.0/8 address) to the agent on `port`."""
+
+    def __init__(self, port: int, source: str = LOOPBACK, timeout: float = 2.0) -> None:
+        self.port = port
+        self.source = source
+        self.timeout = timeout
+        self._xids = itertools.count(1)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((source, 0))
+        self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
+        self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+
+    def close(self) -> None:
+        self.udp.close()
+
+    def stamp(self, message: Message, multicast: bool = False) -> Message:
+        """`message` with a fresh XID, and REQUEST-MCAST when it goes out multicast."""
+        flags = message.flags | Flags.REQUEST_MCAST if multicast else message.flags
+        return replace(message, xid=next(self._xids) & 0xFFFF, flags=flags)
+
+    def exchange_udp(self, data: bytes, wait: float | None = None) -> list[bytes]:
+        """Send one datagram unicast; every reply that arrives within `wait`."""
+        self.udp.sendto(data, (LOOPBACK, self.port))
+        return self._replies(wait if wait is not None else self.timeout, first_only=wait is None)
+
+    def unicast(self, message: Message) -> Message | None:
+        replies = self.exchange_udp(build_message(self.stamp(message)))
+        return parse_message(replies[0]) if replies else None
+
+    def multicast(self, message: Message, wait: float = 1.0) -> list[Message]:
+        """Every reply to one multicast request within `wait` seconds."""
+        self.udp.sendto(build_message(self.stamp(message, True)), (MULTICAST_ADDRESS, self.port))
+        return [parse_message(data) for data in self._replies(wait, first_only=False)]
+
+    def tcp(self, message: Message) -> Message:
+        address = (LOOPBACK, self.port)
+        with socket.create_connection(address, self.timeout, (self.source, 0)) as stream:
+            stream.sendall(build_message(self.stamp(message)))
+            data = b""
+            while (length := message_length(data)) is None or len(data) < length:
+                chunk = stream.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the agent closed the connection mid-reply")
+                data += chunk
+        return parse_message(data[:length])
+
+    def _replies(self, wait: float, first_only: bool) -> list[bytes]:
+        replies: list[bytes] = []
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            self.udp.settimeout(left)
+            try:
+                data, _ = self.udp.recvfrom(65536)
+            except TimeoutError:
+                break
+            replies.append(data)
+            if first_only:
+                break
+        return replies
+
+
+def eventually(probe: Callable[[], _T], ok: Callable[[_T], bool], timeout: float = 10.0) -> _T:
+    """`probe()` until `ok` accepts its result (bounded by `timeout`); the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if ok(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
