@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import signal
+import time
 
 from discovery_agent.service import (
     DiscoveryAgentService,
@@ -12,6 +13,7 @@ from discovery_agent.service import (
 
 from .config import Config
 from .config.schema import SlpSection
+from .isnsp.constants import Status
 from .isnsp.messages import Message
 from .registry import Policy, Registry
 from .service import Dispatcher, IsnsService
@@ -52,10 +54,11 @@ class Application:
             if config.isns.enabled:
                 self.isns = IsnsService(self.registry, self.store, config.isns)
                 await self.isns.start()
+            dispatcher = (
+                self.isns.dispatcher if self.isns else Dispatcher(self.registry, self.store)
+            )
+            await apply_configured_domains(config, self.registry, dispatcher)
             if config.portal.enabled:
-                dispatcher = (
-                    self.isns.dispatcher if self.isns else Dispatcher(self.registry, self.store)
-                )
                 self.portal = PortalServer(config, self.registry, registry_call(dispatcher))
                 await self.portal.start()
             if config.slp.enabled or config.mdns.enabled:
@@ -84,6 +87,25 @@ class Application:
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+
+async def apply_configured_domains(
+    config: Config, registry: Registry, dispatcher: Dispatcher
+) -> None:
+    """Create the configuration's discovery domains, or add their missing members."""
+    for domain in config.discovery_domains:
+        outcome = registry.ensure_domain(domain.name, domain.members, time.time())
+        if outcome.response.status != Status.SUCCESSFUL:
+            log.error(
+                "discovery domain %r from the configuration refused with status %s",
+                domain.name,
+                outcome.response.status,
+            )
+            continue
+        pending = dispatcher.commit(outcome.dirty, outcome.notifications)
+        if pending is not None:
+            await pending
+        log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
 
 
 def registry_call(dispatcher: Dispatcher) -> RegistryCall:

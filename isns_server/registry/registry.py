@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable
 
 from ..isnsp.constants import FunctionId, Status, Tag
-from ..isnsp.messages import Message, response
+from ..isnsp.messages import Attribute, Message, request, response
 from . import persistence
 from .context import Context, Reply
 from .database import Database
@@ -41,6 +41,9 @@ HANDLERS: dict[int, Handler | None] = {
     FunctionId.RLSE_DOM_ID: None,  # iFCP only
     FunctionId.GET_DOM_ID: None,  # iFCP only
 }
+# The source named in changes the server makes for its own configuration; it is given
+# Control rights only there, never when a client sends it.
+CONFIGURATION_SOURCE = "iqn.2026-11.org.isns-server:configuration"
 # The functions that can change who sees whom: SCNs compare visibility before and after.
 ZONING_FUNCTIONS = frozenset(
     (FunctionId.DD_REG, FunctionId.DD_DEREG, FunctionId.DDS_REG, FunctionId.DDS_DEREG)
@@ -79,6 +82,30 @@ class Registry:
         self.liveness.start(now)
         if scope.node is not None:
             self.liveness.heard(scope.node.entity, now)
+        return self._apply(handler, message, scope, keys, operating, now)
+
+    def ensure_domain(self, name: str, members: Iterable[str], now: float) -> Outcome:
+        """Make the discovery domain `name` exist with at least `members`: what the
+        configuration's `discovery_domains` declare. Members added over iSNS stay."""
+        dd_id = self.db.dd_names.get(name)
+        keys = () if dd_id is None else (Attribute(Tag.DD_ID, dd_id),)
+        operating = (Attribute(Tag.DD_SYMBOLIC_NAME, name),) + tuple(
+            Attribute(Tag.DD_MEMBER_ISCSI_NAME, normalize_name(member)) for member in members
+        )
+        message = request(FunctionId.DD_REG, 0, Attribute(Tag.ISCSI_NAME, CONFIGURATION_SOURCE))
+        scope = Scope(self.db, self.policy, CONFIGURATION_SOURCE)
+        scope.is_control = True  # the administrator's own configuration, not a client
+        return self._apply(dd_reg, message, scope, keys, operating, now)
+
+    def _apply(
+        self,
+        handler: Handler,
+        message: Message,
+        scope: Scope,
+        keys: tuple[Attribute, ...],
+        operating: tuple[Attribute, ...],
+        now: float,
+    ) -> Outcome:
         zoning = message.function in ZONING_FUNCTIONS and self.db.subscribers
         before = zoning_snapshot(self.db) if zoning else None
         journal = Journal()

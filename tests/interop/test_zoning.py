@@ -100,3 +100,21 @@ async def test_initiators_see_exactly_their_discovery_domains(
     our_server.start()
     assert admin.visible(I1) == {I1, T1}
     assert admin.visible(I2) == {I2, T2}
+
+
+def test_discovery_domains_from_the_configuration_zone_from_startup(
+    our_server: OurServer, tmp_path: Path
+) -> None:
+    our_server.configure(discovery_domains=[{"name": "dd-prod", "members": [T1, I1]}])
+    our_server.start()
+    admin = Admin(our_server, tmp_path)
+    admin.run(T1, "--register", "entity=stor1", "portal=127.0.1.1:3260", f"target={T1}")
+    for n, initiator in enumerate((I1, I2)):
+        admin.run(initiator, "--register", f"entity=host{n}", f"initiator={initiator}")
+    assert admin.visible(I1) == {I1, T1}
+    assert admin.visible(I2) == {I2}
+    our_server.stop()
+    our_server.start()  # applied again: still one dd-prod, same zoning
+    assert admin.run(ADMIN, "--list", "dds").count('DD name = "dd-prod"') == 1
+    assert admin.visible(I1) == {I1, T1}
+    assert "discovery domain 'dd-prod': 2 configured members" in our_server.log()

@@ -7,13 +7,16 @@ import pytest
 from isns_server.isnsp.constants import FunctionId, NodeType, ScnBitmap, Status, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
 from isns_server.registry import ObjectType, Outcome, Policy, Registry
+from isns_server.registry.registry import CONFIGURATION_SOURCE
 
 from .builders import (
     ADMIN,
+    NOW,
     a,
     call,
     iqn,
     keys_of,
+    names_listed,
     new_registry,
     node,
     ok,
@@ -233,3 +236,39 @@ def test_dd_sets(registry: Registry) -> None:
     ok(call(registry, FunctionId.DDS_DEREG, ADMIN, key))
     taken = call(registry, FunctionId.DDS_REG, ADMIN, (), (a(Tag.DD_ID, 0),))
     assert status(taken) == Status.INVALID_REGISTRATION
+
+
+def test_configured_domain_is_created_then_completed_never_trimmed() -> None:
+    registry = new_registry()
+    standard_setup(registry)
+    outcome = registry.ensure_domain("dd-prod", [T1, I1], NOW)
+    ok(outcome)
+    assert outcome.dirty  # persisted like any DDReg
+    assert names_listed(registry, I1) == [I1, T1]
+    # An administrator adds i2 over iSNS; restarting with the same configuration keeps it.
+    dd_id = registry.db.dd_names["dd-prod"]
+    ok(
+        call(
+            registry,
+            FunctionId.DD_REG,
+            ADMIN,
+            [a(Tag.DD_ID, dd_id)],
+            [a(Tag.DD_MEMBER_ISCSI_NAME, I2)],
+        )
+    )
+    ok(registry.ensure_domain("dd-prod", [T1, I1], NOW))
+    assert registry.db.dd_names["dd-prod"] == dd_id
+    assert names_listed(registry, I2) == [I1, I2, T1]
+
+
+def test_the_configuration_source_has_no_rights_when_a_client_uses_it() -> None:
+    registry = new_registry()
+    standard_setup(registry)
+    outcome = call(
+        registry,
+        FunctionId.DD_REG,
+        CONFIGURATION_SOURCE,
+        (),
+        [a(Tag.DD_SYMBOLIC_NAME, "sneaky"), a(Tag.DD_MEMBER_ISCSI_NAME, iqn("i1"))],
+    )
+    assert status(outcome) == Status.SOURCE_UNKNOWN
