@@ -7,7 +7,7 @@ records. An answer of No Such Entry means the object is gone; any other failure 
 """
 
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from isns_server.client import IsnsClientError
 from isns_server.isnsp.constants import (
@@ -19,7 +19,14 @@ from isns_server.isnsp.constants import (
     Status,
     Tag,
 )
-from isns_server.isnsp.messages import Attribute, AttrValue, IPAddress, Message, PortNumber
+from isns_server.isnsp.messages import (
+    Attribute,
+    AttrValue,
+    IPAddress,
+    Message,
+    PortNumber,
+    unwrap_ipv4,
+)
 
 from .catalog import Domain, Node, Portal
 from .slp.agent import TargetDeregistration, TargetRegistration
@@ -36,7 +43,6 @@ MANAGEMENT_SCNS = (
 _NODE_TAGS = (Tag.ISCSI_NAME, Tag.ISCSI_NODE_TYPE, Tag.ISCSI_ALIAS)
 _ENTITY_TAGS = (Tag.ENTITY_IDENTIFIER, Tag.MGMT_IP_ADDRESS)
 _PG_TAGS = (Tag.PG_PORTAL_IP_ADDR, Tag.PG_PORTAL_TCP_UDP_PORT, Tag.PG_TAG)
-_IPV4_COMPATIBLE = IPv6Network("::/96")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +90,8 @@ def _first(attributes: tuple[Attribute, ...], tag: int) -> AttrValue:
 
 
 def _ip(value: AttrValue) -> IPAddress | None:
-    """An address attribute's value; open-isns sends IPv4 as IPv4-compatible IPv6
-    (::a.b.c.d, RFC 4291 2.5.5.1) where RFC 4171 6.3.1 wants IPv4-mapped."""
-    if isinstance(value, IPv6Address) and value in _IPV4_COMPATIBLE and int(value) > 1:
-        return IPv4Address(value.packed[12:])
-    return value if isinstance(value, IPv4Address | IPv6Address) else None
+    """An address attribute's value, with open-isns' ::a.b.c.d read as the IPv4 it means."""
+    return unwrap_ipv4(value) if isinstance(value, IPv4Address | IPv6Address) else None
 
 
 # --- the agent's own registration ------------------------------------------------------

@@ -30,8 +30,10 @@ def unwrap_ipv4(address: IPAddress) -> IPAddress:
     """The IPv4 address an IPv4-compatible IPv6 address (::a.b.c.d, deprecated by RFC 4291
     2.5.5.1) stands for; any other address as it is. open-isns registers IPv4 portals in
     that form where RFC 4171 6.3.1 wants IPv4-mapped, and means IPv4."""
-    if isinstance(address, IPv6Address) and int(address) >> 32 == 0 and int(address) > 1:
-        return IPv4Address(int(address))
+    value = int(address)
+    # 0.x.x.x is no host address, so ::1 and other low values stay IPv6.
+    if isinstance(address, IPv6Address) and value >> 32 == 0 and value >> 24:
+        return IPv4Address(value)
     return address
 
 

@@ -89,8 +89,9 @@ class Registry:
         configuration's `discovery_domains` declare. Members added over iSNS stay."""
         dd_id = self.db.dd_names.get(name)
         keys = () if dd_id is None else (Attribute(Tag.DD_ID, dd_id),)
-        operating = (Attribute(Tag.DD_SYMBOLIC_NAME, name),) + tuple(
-            Attribute(Tag.DD_MEMBER_ISCSI_NAME, normalize_name(member)) for member in members
+        operating = (
+            Attribute(Tag.DD_SYMBOLIC_NAME, name),
+            *(Attribute(Tag.DD_MEMBER_ISCSI_NAME, normalize_name(m)) for m in members),
         )
         message = request(FunctionId.DD_REG, 0, Attribute(Tag.ISCSI_NAME, CONFIGURATION_SOURCE))
         scope = Scope(self.db, self.policy, CONFIGURATION_SOURCE)

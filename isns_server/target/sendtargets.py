@@ -1,8 +1,8 @@
 """SendTargets answers (RFC 3720 appendix D, 12.3, 12.8): target records as text pairs."""
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
 
+from ..isnsp.messages import IPAddress, unwrap_ipv4
 from ..registry import TargetPortal, VisibleTarget
 
 Pair = tuple[str, str]
@@ -13,14 +13,9 @@ def target_address(portal: TargetPortal) -> str:
     return f"{_host(portal.address)}:{portal.port},{portal.group_tag}"
 
 
-def _host(address: IPv4Address | IPv6Address) -> str:
-    if isinstance(address, IPv4Address):
-        return str(address)
-    if not int(address) >> 32 and int(address) >> 24:
-        # IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): open-isns' isnsadm registers IPv4
-        # portals that way, and initiators need the IPv4 address.
-        return str(IPv4Address(int(address)))
-    return f"[{address}]"
+def _host(address: IPAddress) -> str:
+    address = unwrap_ipv4(address)  # initiators need the IPv4 address open-isns meant
+    return str(address) if address.version == 4 else f"[{address}]"
 
 
 def target_records(targets: Iterable[VisibleTarget]) -> list[Pair]:
