@@ -135,6 +135,8 @@ class DiscoveryAgentService:
             if self.config.mdns.enabled and self.config.mdns.interfaces:
                 self.dnssd = DnsSdAdvertiser(self.config.mdns.interfaces, self._advertisements())
                 await self.dnssd.start()
+            elif self.config.mdns.enabled:
+                log.info("DNS-SD is off: list interface addresses in mdns.interfaces")
         except BaseException:
             await self.stop()
             raise
