@@ -70,6 +70,11 @@ class Application:
                     slp_optional=config.slp.listen == SlpSection().listen,
                 )
                 await self.discovery.start()
+            if config.api.enabled:
+                log.info(
+                    "the management API is not part of this version: nothing listens on %s",
+                    config.api.listen,
+                )
         except BaseException:
             await self.stop()
             raise
