@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import signal
 import time
 
 from discovery_agent.service import (
@@ -122,20 +121,3 @@ def registry_call(dispatcher: Dispatcher) -> RegistryCall:
         return await answer
 
     return call
-
-
-async def run(config: Config) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    app = Application(config)
-    await app.start()
-    log.info("isns-server ready")
-    try:
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await app.stop()
-    log.info("stopped")
