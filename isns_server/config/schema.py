@@ -126,6 +126,10 @@ class Lun:
     path: Path
     size: int = field(default=0, metadata=_help("bytes, e.g. 1GiB; 0 keeps the file's size"))
     read_only: bool = False
+    write_cache: bool = field(
+        default=True,
+        metadata=_help("write-back until SYNCHRONIZE CACHE or FUA; false: write-through"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,17 @@ class ResponseNumbers:
 def command_responses(
     command: ScsiCommand, result: ScsiResult, numbers: ResponseNumbers, max_segment: int
 ) -> list[DataIn | ScsiResponse]:
-    expected = command.expected_data_transfer_length if command.read else 0
-    data = result.data[:expected]
-    overflow = len(result.data) > expected
-    residual = abs(len(result.data) - expected)
-    underflow = len(result.data) < expected
+    """Data-In PDUs and the status; residuals compare the Expected Data Transfer Length
+    with what the command produced (reads) or asked the initiator for (writes)."""
+    if command.write and result.data_out_length is not None:
+        expected, produced = command.expected_data_transfer_length, result.data_out_length
+    else:
+        expected = command.expected_data_transfer_length if command.read else 0
+        produced = len(result.data)
+    data = memoryview(result.data)[:expected] if command.read else memoryview(b"")
+    overflow = produced > expected
+    residual = abs(produced - expected)
+    underflow = produced < expected
     good = result.status == ScsiStatus.GOOD
     pdus: list[DataIn | ScsiResponse] = []
     for offset in range(0, len(data), max_segment):

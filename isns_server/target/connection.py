@@ -106,6 +106,7 @@ class Connection:
 
     def connection_lost(self) -> None:
         if self.session is not None:
+            self.session.close()
             self._services.session_ended(self.session.login)
             if self.closing is None:
                 log.info("%s closed the connection without logging out", self._who())

@@ -43,7 +43,7 @@ def open_local_targets(
             for j, lun in enumerate(target.luns):
                 store = FileBackstore(lun.path, lun.size, lun.read_only, f"targets[{i}].luns[{j}]")
                 identity = UnitIdentity(target.name, portal_group_tag, lun.lun)
-                units[lun.lun] = LogicalUnit(store, identity)
+                units[lun.lun] = LogicalUnit(store, identity, write_cache=lun.write_cache)
             opened[normalize_name(target.name)] = LocalTarget(
                 TargetRecord(
                     target.name, chap_policy(target.chap, target.mutual_chap), target.alias

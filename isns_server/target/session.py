@@ -6,27 +6,35 @@ session; everything else is rejected (3.3). A normal session also runs SCSI comm
 against its target's logical units. Non-immediate commands pass through the CmdSN
 window first, so even a rejected command is acknowledged in order. NOP-In pings keep
 watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
+
+A write command whose data is not all immediate waits in `_transfers` for the Data-Out
+PDUs its R2Ts ask for, then runs; Data-Out is not numbered by CmdSN (3.2.2.1).
 """
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..registry import VisibleTarget
 from ..registry.objects import normalize_name
-from .cmdsn import SERIAL_MASK, CommandWindow
+from .cmdsn import SERIAL_MASK, CommandWindow, serial_distance
 from .command import ResponseNumbers, command_responses
+from .dataout import DataOutError, DataOutTransfer
 from .iscsi.codec import encode_pdu
 from .iscsi.constants import (
     RESERVED_TAG,
     LogoutReasonCode,
     LogoutResponseCode,
     RejectReason,
+    TaskManagementFunction,
     TaskManagementResponseCode,
 )
 from .iscsi.errors import TextFormatError
 from .iscsi.keys import KEYS, NOT_UNDERSTOOD, SessionType, parse_numerical
 from .iscsi.login import LoginResult
 from .iscsi.pdu import (
+    R2T,
+    DataOut,
     LogoutRequest,
     LogoutResponse,
     NopIn,
@@ -40,13 +48,18 @@ from .iscsi.pdu import (
     TextResponse,
 )
 from .iscsi.text import KeyValuePairs
-from .scsi import ScsiTarget
+from .scsi import ScsiResult, ScsiTarget
+from .scsi.constants import AdditionalSense, SenseKey
+from .scsi.sense import CheckCondition
 from .sendtargets import Pair, target_records
 from .text_exchange import TextExchange, TextRejected
 
 Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutRequest
 _MRDSL = KEYS["MaxRecvDataSegmentLength"]
 _LOGOUT_REASONS = frozenset(LogoutReasonCode)
+_MAX_WRITE = 16 << 20  # bytes one write command may announce; a bigger one is refused
+
+log = logging.getLogger(__name__)
 
 
 class SessionServices(Protocol):
@@ -105,6 +118,11 @@ class FullFeatureSession:
         )
         self._heard = now
         self._ping: float | None = None  # when the unanswered NOP-In ping was sent
+        self._transfers: dict[int, DataOutTransfer] = {}  # by Initiator Task Tag
+        # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
+        self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
+        if self._scsi is not None:
+            self._scsi.nexuses.add(self.nexus)
 
     # Receiving -----------------------------------------------------------------------
 
@@ -114,6 +132,9 @@ class FullFeatureSession:
         step = SessionStep()
         if isinstance(pdu, NopOut) and pdu.itt == RESERVED_TAG:
             return step  # no response, no CmdSN, whatever the I bit says (10.18.1)
+        if isinstance(pdu, DataOut):
+            self._data_out(pdu, step)
+            return step
         if not isinstance(pdu, Command):
             step.pdus.append(self._not_allowed(pdu))
             return step
@@ -259,21 +280,122 @@ class FullFeatureSession:
         )
 
     def _task_management(self, request: TaskManagementRequest) -> TaskManagementResponse:
-        # Commands complete as they arrive, so there is never a task to manage yet.
+        """10.5: commands run as they arrive, so the only tasks left to manage are writes
+        waiting for Data-Out; a reset also ends reservations and raises unit attentions."""
+        response = TaskManagementResponseCode.FUNCTION_COMPLETE
+        function = request.function
+        if self._scsi is None:
+            response = TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
+        elif function == TaskManagementFunction.ABORT_TASK:
+            if self._transfers.pop(request.referenced_task_tag, None) is None:
+                response = self._absent_task(request)
+        elif function in (
+            TaskManagementFunction.ABORT_TASK_SET,
+            TaskManagementFunction.CLEAR_TASK_SET,
+            TaskManagementFunction.LOGICAL_UNIT_RESET,
+        ):
+            unit = self._scsi.unit(request.lun)
+            if unit is None:
+                response = TaskManagementResponseCode.LUN_DOES_NOT_EXIST
+            else:
+                self._drop_transfers(request.lun)
+                if function == TaskManagementFunction.LOGICAL_UNIT_RESET:
+                    self._scsi.reset([unit], self.nexus)
+        elif function in (
+            TaskManagementFunction.TARGET_WARM_RESET,
+            TaskManagementFunction.TARGET_COLD_RESET,
+        ):
+            self._transfers.clear()
+            self._scsi.reset(self._scsi.units.values(), self.nexus)
+        else:
+            response = TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
+        if response == TaskManagementResponseCode.FUNCTION_COMPLETE:
+            log.info(
+                "%s: %s on LUN %#x", self.nexus, TaskManagementFunction(function).name, request.lun
+            )
         numbers = self._numbers(advance=True)
         return TaskManagementResponse(
-            response=TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED,
+            response=response,
             itt=request.itt,
             statsn=numbers.statsn,
             expcmdsn=numbers.expcmdsn,
             maxcmdsn=numbers.maxcmdsn,
         )
 
+    def _absent_task(self, request: TaskManagementRequest) -> TaskManagementResponseCode:
+        """10.5.1: a task not found but numbered inside the window before this request was
+        received and completed: Function Complete; otherwise it does not exist."""
+        window = self._window
+        ahead = serial_distance(request.refcmdsn, window.expcmdsn)
+        if 0 <= ahead < window.depth and serial_distance(request.refcmdsn, request.cmdsn) < 0:
+            return TaskManagementResponseCode.FUNCTION_COMPLETE
+        return TaskManagementResponseCode.TASK_DOES_NOT_EXIST
+
+    def _drop_transfers(self, lun: int) -> None:
+        for itt in [i for i, t in self._transfers.items() if t.command.lun == lun]:
+            del self._transfers[itt]
+
     def _scsi_command(self, command: ScsiCommand) -> list[Pdu]:
         if self._scsi is None:
             return [self._not_allowed(command)]
-        result = self._scsi.execute(command.lun, command.full_cdb)
-        return list(command_responses(command, result, self._numbers(advance=True), self._max_send))
+        length = command.expected_data_transfer_length if command.write else 0
+        if length > _MAX_WRITE:
+            refused = CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_FIELD_IN_CDB)
+            return self._respond(command, refused.result())
+        transfer = DataOutTransfer(command, length, self.parameters.max_burst_length)
+        if not transfer.complete:
+            if command.itt in self._transfers:
+                return [self.reject(RejectReason.TASK_IN_PROGRESS, _header(command))]
+            self._transfers[command.itt] = transfer
+            return [self._r2t(transfer)]
+        return self._run(transfer)
+
+    def _data_out(self, pdu: DataOut, step: SessionStep) -> None:
+        transfer = self._transfers.get(pdu.itt)
+        if transfer is None:  # no R2T asked for it (unsolicited data is off: InitialR2T=Yes)
+            step.pdus.append(self._not_allowed(pdu))
+            return
+        try:
+            transfer.receive(pdu)
+        except DataOutError as error:
+            step.close = f"{error} (task {pdu.itt:#x}; RFC 3720 6.1.4.2)"
+            return
+        if transfer.complete:
+            del self._transfers[pdu.itt]
+            step.pdus += self._run(transfer)
+        elif transfer.burst_done:
+            step.pdus.append(self._r2t(transfer))
+
+    def _r2t(self, transfer: DataOutTransfer) -> R2T:
+        burst = transfer.next_burst(self._new_tag())
+        numbers = self._numbers(advance=False)  # 10.8.3: an R2T carries, not uses, StatSN
+        return R2T(
+            lun=transfer.command.lun,
+            itt=transfer.command.itt,
+            ttt=burst.ttt,
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+            r2tsn=burst.r2tsn,
+            buffer_offset=burst.offset,
+            desired_data_transfer_length=burst.length,
+        )
+
+    def _run(self, transfer: DataOutTransfer) -> list[Pdu]:
+        command = transfer.command
+        assert self._scsi is not None
+        result = self._scsi.execute(command.lun, command.full_cdb, transfer.buffer, self.nexus)
+        return self._respond(command, result)
+
+    def _respond(self, command: ScsiCommand, result: ScsiResult) -> list[Pdu]:
+        numbers = self._numbers(advance=True)
+        return list(command_responses(command, result, numbers, self._max_send))
+
+    def close(self) -> None:
+        """The session ends: what its I_T nexus held (RESERVE (6)) is released."""
+        self._transfers.clear()
+        if self._scsi is not None:
+            self._scsi.nexus_lost(self.nexus)
 
     # Keepalive -----------------------------------------------------------------------
 

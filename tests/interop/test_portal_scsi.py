@@ -1,5 +1,5 @@
-"""libiscsi logs in to a configured target and reads what the minimal SCSI layer reports:
-REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages 00h, 80h and 83h."""
+"""libiscsi logs in to a configured target and reads what the SCSI layer reports:
+REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages."""
 
 import re
 import subprocess
@@ -46,7 +46,15 @@ def test_iscsi_ls_and_iscsi_inq_see_the_logical_units(
     assert "Peripheral Device Type:DIRECT_ACCESS" in standard
     assert "Vendor:ISNSSRV" in standard and "Version Descriptor:0960 iSCSI" in standard
     pages = run(inq, "-i", INITIATOR, "-e", "1", "-c", "0", url)
-    assert re.findall(r"Page:(0x..)", pages) == ["0x00", "0x80", "0x83"]
+    assert re.findall(r"Page:(0x..)", pages) == [
+        "0x00",
+        "0x80",
+        "0x83",
+        "0x8f",
+        "0xb0",
+        "0xb1",
+        "0xb2",
+    ]
     serial = re.search(
         r"Unit Serial Number:\[(\w+)\]", run(inq, "-i", INITIATOR, "-e", "1", "-c", "128", url)
     )

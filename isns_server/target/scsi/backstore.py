@@ -1,6 +1,13 @@
-"""Where a logical unit's blocks live. The file backstore is sized from the configuration."""
+"""Where a logical unit's blocks live: a (sparse) file, a block device, or memory.
 
+Reads and writes go straight between the file and the caller's buffers (preadv/pwrite),
+so a Data-In or Data-Out buffer is never copied on the way.
+"""
+
+import ctypes
+import ctypes.util
 import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +27,77 @@ class Backstore(Protocol):
     @property
     def read_only(self) -> bool: ...
 
+    @property
+    def thin(self) -> bool:
+        """Unmapped blocks read as zeros and take no space (SBC-3 4.7.3)."""
+        ...
+
+    def read_into(self, offset: int, buffer: memoryview) -> None: ...
+
+    def write(self, offset: int, data: bytes | memoryview) -> None: ...
+
+    def flush(self) -> None:
+        """Make every completed write durable."""
+        ...
+
+    def unmap(self, offset: int, length: int) -> None:
+        """Deallocate; the range reads as zeros afterwards."""
+        ...
+
+    def mapped(self, offset: int) -> tuple[bool, int]:
+        """Whether `offset` is mapped, and the length of the run it starts."""
+        ...
+
     def close(self) -> None: ...
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    result = _libc.fallocate(fd, mode, ctypes.c_int64(offset), ctypes.c_int64(length))
+    return bool(result == 0)
+
+
+class MemoryBackstore:
+    """Blocks in memory: for tests and scratch LUNs; lost at exit."""
+
+    def __init__(self, size: int, read_only: bool = False) -> None:
+        self._data = bytearray(size)
+        self._read_only = read_only
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def thin(self) -> bool:
+        return False
+
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self._data[offset : offset + len(buffer)]
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._data[offset : offset + len(data)] = data
+
+    def flush(self) -> None:
+        pass
+
+    def unmap(self, offset: int, length: int) -> None:
+        self._data[offset : offset + length] = bytes(length)
+
+    def mapped(self, offset: int) -> tuple[bool, int]:
+        return True, self.size - offset
+
+    def close(self) -> None:
+        pass
 
 
 class FileBackstore:
@@ -48,10 +125,20 @@ class FileBackstore:
         except OSError as exc:
             raise BackstoreError(f"{where}: cannot open {path}: {exc.strerror}") from None
         try:
-            self._size = self._fit(size, where)
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+            self._size = self._fit(size, where) if self._regular else self._device_size(size, where)
         except BaseException:
             os.close(self._fd)
             raise
+
+    def _device_size(self, size: int, where: str) -> int:
+        """A block device has the size it has: the configured size must match or be 0."""
+        actual = os.lseek(self._fd, 0, os.SEEK_END)
+        if size not in (0, actual):
+            raise BackstoreError(
+                f"{where}: {self.path} is a {actual}-byte device; set {where}.size to {actual} or 0"
+            )
+        return actual
 
     def _fit(self, size: int, where: str) -> int:
         actual = os.fstat(self._fd).st_size
@@ -88,6 +175,40 @@ class FileBackstore:
     @property
     def read_only(self) -> bool:
         return self._read_only
+
+    @property
+    def thin(self) -> bool:
+        return self._regular
+
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        done = os.preadv(self._fd, [buffer], offset)
+        if done < len(buffer):  # only past the end of a file changed behind our back
+            buffer[done:] = bytes(len(buffer) - done)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def flush(self) -> None:
+        os.fdatasync(self._fd)
+
+    def unmap(self, offset: int, length: int) -> None:
+        if not (self._regular and _punch_hole(self._fd, offset, length)):
+            self.write(offset, bytes(length))  # a device or a file system without holes
+
+    def mapped(self, offset: int) -> tuple[bool, int]:
+        if not self._regular:
+            return True, self._size - offset
+        try:
+            data = os.lseek(self._fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole from here to the end
+            return False, self._size - offset
+        if data > offset:
+            return False, data - offset
+        hole = os.lseek(self._fd, offset, os.SEEK_HOLE)
+        return True, min(hole, self._size) - offset
 
     def close(self) -> None:
         os.close(self._fd)

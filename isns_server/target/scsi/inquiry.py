@@ -1,4 +1,4 @@
-"""INQUIRY data (SPC-4 6.6): standard data and the vital product data pages 00h, 80h, 83h."""
+"""INQUIRY data (SPC-4 6.6): standard data and the vital product data pages."""
 
 import hashlib
 import struct
@@ -74,21 +74,48 @@ def standard_inquiry(device: PeripheralDevice) -> bytes:
     return bytes(data)
 
 
-def vpd_page(page: int, identity: UnitIdentity) -> bytes | None:
-    """A VPD page of a direct-access unit, or None for a page it does not have."""
+_NON_ROTATING = struct.pack(">H58x", 1)  # Block Device Characteristics (SBC-3 6.5.2)
+
+
+def vpd_page(
+    page: int,
+    identity: UnitIdentity,
+    block_limits: bytes,
+    provisioning: bytes,
+    third_party_copy: bytes,
+) -> bytes | None:
+    """A VPD page of a direct-access unit, or None for a page it does not have; the
+    block pages' bodies come from the block command set."""
     if page == VpdPage.SUPPORTED_PAGES:
         body = bytes(VpdPage)
     elif page == VpdPage.UNIT_SERIAL_NUMBER:
         body = identity.serial.encode("ascii")
     elif page == VpdPage.DEVICE_IDENTIFICATION:
         body = _device_identification(identity)
+    elif page == VpdPage.THIRD_PARTY_COPY:
+        body = third_party_copy
+    elif page == VpdPage.BLOCK_LIMITS:
+        body = block_limits
+    elif page == VpdPage.BLOCK_DEVICE_CHARACTERISTICS:
+        body = _NON_ROTATING
+    elif page == VpdPage.LOGICAL_BLOCK_PROVISIONING:
+        body = provisioning
     else:
         return None
     return struct.pack(">BBH", PeripheralDevice.DIRECT_ACCESS_BLOCK, page, len(body)) + body
 
 
+def unit_designators(identity: UnitIdentity) -> set[tuple[int, bytes]]:
+    """The unit's own designators, (designator type, value), as EXTENDED COPY matches them."""
+    return {(_Designator.NAA, identity.naa), (_Designator.T10_VENDOR_ID, _vendor_id(identity))}
+
+
+def _vendor_id(identity: UnitIdentity) -> bytes:
+    return f"{VENDOR:<8}{identity.serial}".encode("ascii")
+
+
 def _device_identification(identity: UnitIdentity) -> bytes:
-    vendor_id = f"{VENDOR:<8}{identity.serial}".encode("ascii")
+    vendor_id = _vendor_id(identity)
     port = struct.pack(">HH", 0, 1)  # relative target port 1: the portal's only port
     return b"".join(
         (

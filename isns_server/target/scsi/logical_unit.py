@@ -1,91 +1,148 @@
-"""One logical unit: a CDB in, a ScsiResult out (SPC-4 and SBC-3 commands), pure."""
+"""One logical unit: requests dispatched through the SBC and SPC command tables, pure.
+
+Before a command runs, the unit reports a pending unit attention to the I_T nexus it is
+for (SAM-5 5.14) and refuses commands from other nexuses while RESERVE (6) holds it.
+"""
 
 import struct
-from collections.abc import Callable
+from collections.abc import Iterable
 
+from ..iscsi.constants import ScsiStatus
 from .backstore import Backstore
-from .constants import (
-    BLOCK_SIZE,
-    READ_CAPACITY_16,
-    AdditionalSense,
-    Opcode,
-    PeripheralDevice,
-    SenseKey,
-)
-from .inquiry import UnitIdentity, standard_inquiry, vpd_page
-from .sense import CheckCondition, ScsiResult, fixed_sense, invalid_field
+from .constants import AdditionalSense, Opcode, SenseKey, ServiceAction
+from .inquiry import UnitIdentity
+from .reservations import COMMANDS as RESERVATION_COMMANDS
+from .sbc import COMMANDS as BLOCK_COMMANDS
+from .sense import CheckCondition, ScsiResult, invalid_field
+from .spc import COMMANDS as PRIMARY_COMMANDS
+from .unit import Handler, ScsiRequest, UnitState, field_value
+from .xcopy import COMMANDS as COPY_COMMANDS
 
-_EVPD = 0x01
-_DESC = 0x01  # REQUEST SENSE: descriptor format asked for
+# Commands that may pass a reservation or a unit attention (SPC-2 5.5.1, SAM-5 5.14).
+_ALWAYS_ALLOWED = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
+_PASS_RESERVATION = _ALWAYS_ALLOWED | {Opcode.RELEASE_6}
 _SERVICE_ACTION = 0x1F
-_LAST_LBA_10 = 0xFFFFFFFF  # READ CAPACITY (10): "too big, ask READ CAPACITY (16)"
+_CTDP = 0x02  # command timeouts descriptor present
+_SERVACTV = 0x01
+_TIMEOUTS = struct.pack(">HxxII", 10, 0, 0)  # no nominal or recommended timeout
 
 
-def allocation_length(cdb: bytes, offset: int, size: int) -> int:
-    return int.from_bytes(cdb[offset : offset + size], "big")
-
-
-def inquiry_data(cdb: bytes, identity: UnitIdentity | None) -> bytes:
-    """INQUIRY for a unit, or (`identity` None) for a LUN with no unit behind it."""
-    evpd, page = cdb[1] & _EVPD, cdb[2]
-    if not evpd:
-        if page:
-            raise invalid_field()  # a page code without EVPD (SPC-4 6.6.1)
-        device = (
-            PeripheralDevice.DIRECT_ACCESS_BLOCK if identity else PeripheralDevice.NOT_CONNECTED
-        )
-        data = standard_inquiry(device)
-    elif identity is None:
-        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.LOGICAL_UNIT_NOT_SUPPORTED)
-    elif (found := vpd_page(page, identity)) is None:
-        raise invalid_field()
-    else:
-        data = found
-    return data[: allocation_length(cdb, 3, 2)]
-
-
-def request_sense_data(cdb: bytes, sense: bytes) -> bytes:
-    """REQUEST SENSE returns `sense` in fixed format; we keep no deferred errors to report."""
-    if cdb[1] & _DESC:
-        raise invalid_field()  # descriptor format is not supported (SPC-4 6.39)
-    return sense[: allocation_length(cdb, 4, 1)]
+def cdb_length(opcode: int) -> int:
+    """By the CDB's group (SPC-4 4.2.5.1)."""
+    return {0: 6, 1: 10, 2: 10, 4: 16, 5: 12}.get(opcode >> 5, 16)
 
 
 class LogicalUnit:
     """A direct-access block device over a backstore."""
 
-    def __init__(self, backstore: Backstore, identity: UnitIdentity) -> None:
-        self.backstore = backstore
-        self.identity = identity
-        self.block_count = backstore.size // BLOCK_SIZE
-        self._commands: dict[int, Callable[[bytes], bytes]] = {
-            Opcode.TEST_UNIT_READY: lambda cdb: b"",
-            Opcode.REQUEST_SENSE: lambda cdb: request_sense_data(cdb, _NO_SENSE),
-            Opcode.INQUIRY: lambda cdb: inquiry_data(cdb, self.identity),
-            Opcode.READ_CAPACITY_10: self._read_capacity_10,
-            Opcode.SERVICE_ACTION_IN_16: self._service_action_in,
+    def __init__(
+        self, backstore: Backstore, identity: UnitIdentity, write_cache: bool = True
+    ) -> None:
+        """`write_cache` is WCE at startup: write-back; False: every write is durable."""
+        self.state = UnitState(backstore, identity, write_cache)
+        self._commands: dict[tuple[int, int | None], Handler] = {
+            **BLOCK_COMMANDS,
+            **PRIMARY_COMMANDS,
+            **RESERVATION_COMMANDS,
+            **COPY_COMMANDS,
+            (Opcode.MAINTENANCE_IN, ServiceAction.REPORT_SUPPORTED_OPERATION_CODES): (
+                lambda unit, request: self._supported_operation_codes(request.cdb)
+            ),
         }
+        self._service_actions = {op for op, action in self._commands if action is not None}
 
-    def execute(self, cdb: bytes) -> ScsiResult:
-        command = self._commands.get(cdb[0])
+    @property
+    def backstore(self) -> Backstore:
+        return self.state.backstore
+
+    @property
+    def block_count(self) -> int:
+        return self.state.block_count
+
+    def execute(self, request: ScsiRequest) -> ScsiResult:
+        cdb = request.cdb
+        state = self.state
         try:
-            if command is None:
+            handler = self._commands.get(self._key(cdb))
+            if handler is None and cdb[0] in self._service_actions:
+                raise invalid_field()  # a known opcode, an unknown service action
+            if handler is None:
                 raise CheckCondition(
                     SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_COMMAND_OPERATION_CODE
                 )
-            return ScsiResult(data=command(cdb))
+            if cdb[0] not in _ALWAYS_ALLOWED:
+                pending = state.unit_attentions.get(request.nexus)
+                if pending:
+                    raise CheckCondition(SenseKey.UNIT_ATTENTION, AdditionalSense(pending.pop(0)))
+            if (
+                state.reservation not in (None, request.nexus) and cdb[0] not in _PASS_RESERVATION
+            ) or not state.persistent.allows(request.nexus, cdb[0]):
+                return ScsiResult(ScsiStatus.RESERVATION_CONFLICT)
+            if cdb[cdb_length(cdb[0]) - 1] & 0xFC:  # CONTROL: no NACA, no vendor bits
+                raise invalid_field()
+            outcome = handler(state, request)
         except CheckCondition as condition:
             return condition.result()
+        return outcome if isinstance(outcome, ScsiResult) else ScsiResult(data=outcome)
 
-    def _read_capacity_10(self, cdb: bytes) -> bytes:
-        return struct.pack(">II", min(self.block_count - 1, _LAST_LBA_10), BLOCK_SIZE)
+    def unit_attention(self, code: AdditionalSense, nexuses: Iterable[str]) -> None:
+        """Queue `code` for each nexus: its next command reports it (SAM-5 5.14)."""
+        for nexus in nexuses:
+            pending = self.state.unit_attentions.setdefault(nexus, [])
+            if code not in pending:
+                pending.append(code)
 
-    def _service_action_in(self, cdb: bytes) -> bytes:
-        if cdb[1] & _SERVICE_ACTION != READ_CAPACITY_16:
-            raise invalid_field()
-        # Last LBA and block length; protection, provisioning and alignment fields all 0.
-        data = struct.pack(">QI20x", self.block_count - 1, BLOCK_SIZE)
-        return data[: allocation_length(cdb, 10, 4)]
+    def reset(self, nexuses: Iterable[str]) -> None:
+        """LOGICAL UNIT RESET (SAM-5 5.7.7): reservations end, every nexus is told."""
+        self.state.reservation = None
+        self.unit_attention(AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED, nexuses)
 
+    def nexus_lost(self, nexus: str) -> None:
+        """The I_T nexus ended: its RESERVE (6) ends with it (SPC-2 5.5.1), and what was
+        held for it."""
+        state = self.state
+        if state.reservation == nexus:
+            state.reservation = None
+        state.unit_attentions.pop(nexus, None)
+        for key in [k for k in state.copy_results if k[0] == nexus]:
+            del state.copy_results[key]
 
-_NO_SENSE = fixed_sense(SenseKey.NO_SENSE, AdditionalSense.NO_ADDITIONAL_SENSE)
+    def _key(self, cdb: bytes) -> tuple[int, int | None]:
+        opcode = cdb[0]
+        return (opcode, cdb[1] & _SERVICE_ACTION if opcode in self._service_actions else None)
+
+    def _supported_operation_codes(self, cdb: bytes) -> bytes:
+        """REPORT SUPPORTED OPERATION CODES (SPC-4 6.35): all commands, or one."""
+        options, timeouts = cdb[2] & 0x07, bool(cdb[2] & 0x80)
+        opcode, action = cdb[3], field_value(cdb, 4, 2)
+        extra = _TIMEOUTS if timeouts else b""
+        flags = _CTDP if timeouts else 0
+        if options == 0:
+            descriptors = b"".join(
+                struct.pack(
+                    ">BxHxBH",
+                    op,
+                    sa or 0,
+                    flags | (_SERVACTV if sa is not None else 0),
+                    cdb_length(op),
+                )
+                + extra
+                for op, sa in sorted(self._commands, key=lambda k: (k[0], k[1] or 0))
+            )
+            data = struct.pack(">I", len(descriptors)) + descriptors
+        elif options in (1, 2):
+            has_actions = opcode in self._service_actions
+            if (options == 1) == has_actions:
+                raise invalid_field(2)  # 1 is for opcodes without service actions, 2 with
+            key = (opcode, action if has_actions else None)
+            supported = key in self._commands
+            length = cdb_length(opcode)
+            usage = bytes([opcode]) + b"\xff" * (length - 2) + b"\x03" if supported else b""
+            if supported and has_actions:
+                usage = bytes([opcode, action & 0x1F]) + usage[2:]
+            support = 0x03 if supported else 0x01
+            ctdp = 0x80 if timeouts else 0
+            data = struct.pack(">xBH", ctdp | support, len(usage)) + usage + extra
+        else:
+            raise invalid_field(2)
+        return data[: field_value(cdb, 6, 4)]

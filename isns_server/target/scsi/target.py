@@ -6,11 +6,13 @@ UNIT NOT SUPPORTED) are answered here; everything else goes to the unit.
 """
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .constants import AdditionalSense, Opcode, SenseKey
-from .logical_unit import LogicalUnit, allocation_length, inquiry_data, request_sense_data
-from .sense import CheckCondition, ScsiResult, fixed_sense, invalid_field
+from .logical_unit import LogicalUnit
+from .sense import CheckCondition, DataBuffer, ScsiResult, fixed_sense, invalid_field
+from .spc import inquiry_data, request_sense_data
+from .unit import ScsiRequest, field_value
 
 _PERIPHERAL = 0b00  # address methods (SAM-5 4.7.6): LUN 0-255 in byte 1
 _FLAT_SPACE = 0b01  # LUN 0-16383 in the low 14 bits of bytes 0-1
@@ -39,16 +41,34 @@ def encode_lun(lun: int) -> bytes:
 class ScsiTarget:
     def __init__(self, units: Mapping[int, LogicalUnit]) -> None:
         self.units = dict(units)
+        self.nexuses: set[str] = set()  # the I_T nexuses with a session open
 
-    def execute(self, lun: int, cdb: bytes) -> ScsiResult:
-        """Run `cdb` (at least 16 bytes) for the 8-byte LUN field `lun`."""
+    def reset(self, units: Iterable[LogicalUnit], by: str) -> None:
+        """A reset by the nexus `by`: the other nexuses get a unit attention."""
+        for unit in units:
+            unit.reset(self.nexuses - {by})
+
+    def nexus_lost(self, nexus: str) -> None:
+        self.nexuses.discard(nexus)
+        for unit in self.units.values():
+            unit.nexus_lost(nexus)
+
+    def unit(self, lun: int) -> LogicalUnit | None:
+        """The unit the 8-byte LUN field `lun` addresses."""
         number = decode_lun(lun)
-        unit = None if number is None else self.units.get(number)
+        return None if number is None else self.units.get(number)
+
+    def execute(
+        self, lun: int, cdb: bytes, data_out: DataBuffer = b"", nexus: str = ""
+    ) -> ScsiResult:
+        """Run `cdb` for the 8-byte LUN field `lun`, from the I_T nexus `nexus`."""
+        cdb = cdb.ljust(16, b"\0")  # fields past a short CDB read as zero
+        unit = self.unit(lun)
         try:
             if cdb[0] == Opcode.REPORT_LUNS:
                 return ScsiResult(data=self._report_luns(cdb))
             if unit is not None:
-                return unit.execute(cdb)
+                return unit.execute(ScsiRequest(cdb, memoryview(data_out), nexus))
             if cdb[0] == Opcode.INQUIRY:
                 return ScsiResult(data=inquiry_data(cdb, None))
             if cdb[0] == Opcode.REQUEST_SENSE:
@@ -60,7 +80,7 @@ class ScsiTarget:
             return condition.result()
 
     def _report_luns(self, cdb: bytes) -> bytes:
-        length = allocation_length(cdb, 6, 4)
+        length = field_value(cdb, 6, 4)
         if cdb[2] not in _SELECT_REPORTS or length < 16:  # SPC-4 6.33: at least 16 bytes
             raise invalid_field()
         luns = b"".join(encode_lun(lun) for lun in sorted(self.units))

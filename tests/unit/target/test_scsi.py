@@ -45,6 +45,7 @@ def sense_of(result: ScsiResult) -> tuple[int, int, int]:
 
 ILLEGAL_OPCODE = (0x05, 0x20, 0x00)
 INVALID_FIELD = (0x05, 0x24, 0x00)
+LBA_OUT_OF_RANGE = (0x05, 0x21, 0x00)
 NO_SUCH_LUN = (0x05, 0x25, 0x00)
 
 
@@ -60,7 +61,7 @@ def test_standard_inquiry(target: ScsiTarget) -> None:
 
 def test_vpd_pages(target: ScsiTarget) -> None:
     supported = target.execute(0, cdb(0x12, 1, 0x00, 0, 255)).data
-    assert supported == bytes([0, 0x00, 0, 3, 0x00, 0x80, 0x83])
+    assert supported == bytes([0, 0x00, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2])
     serial = target.execute(0, cdb(0x12, 1, 0x80, 0, 255)).data
     assert serial[1] == 0x80 and serial[3] == 16 and serial[4:].isalnum()
     assert serial[4:].decode() == UnitIdentity(TARGET, 1, 0).serial  # name and LUN only
@@ -88,13 +89,15 @@ def test_vpd_pages(target: ScsiTarget) -> None:
     ("command", "expected"),
     [
         (cdb(0x12, 0, 0x80, 0, 255), INVALID_FIELD),  # a page code without EVPD
-        (cdb(0x12, 1, 0xB0, 0, 255), INVALID_FIELD),  # a page we do not have
+        (cdb(0x12, 1, 0xB3, 0, 255), INVALID_FIELD),  # a page we do not have
         (cdb(0x03, 1, 0, 0, 18), INVALID_FIELD),  # descriptor-format sense
         (cdb(0x9E, 0x11, *[0] * 8, 0, 0, 0, 32), INVALID_FIELD),  # another service action
         (cdb(0xA0, 0, 7, 0, 0, 0, 0, 0, 1, 0), INVALID_FIELD),  # unknown SELECT REPORT
         (cdb(0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 8), INVALID_FIELD),  # allocation under 16
-        (cdb(0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0), ILLEGAL_OPCODE),  # READ (10): not yet
-        (cdb(0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0), ILLEGAL_OPCODE),  # WRITE (10): not yet
+        (cdb(0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0), INVALID_FIELD),  # RDPROTECT: no PI here
+        (cdb(0x28, 0, 0xFF, 0, 0, 0, 0, 0, 1, 0), LBA_OUT_OF_RANGE),
+        (cdb(0x2A, 0, 0, 0, 0x40, 0, 0, 0, 1, 0), LBA_OUT_OF_RANGE),
+        (cdb(0x5E, 0x1F, *[0] * 5, 0, 8), INVALID_FIELD),  # unknown service action
         (cdb(0xFF), ILLEGAL_OPCODE),
     ],
 )
@@ -107,7 +110,8 @@ def test_capacity_and_unit_ready(target: ScsiTarget) -> None:
     assert target.execute(0, cdb(0x00)) == ScsiResult()
     assert target.execute(0, cdb(0x25)).data == struct.pack(">II", blocks - 1, 512)
     capacity = target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 32)).data
-    assert capacity == struct.pack(">QI", blocks - 1, 512) + bytes(20)
+    # 4 KiB physical blocks; LBPME and LBPRZ: a sparse file is thin provisioned
+    assert capacity == struct.pack(">QIBBH", blocks - 1, 512, 0, 3, 0xC000) + bytes(16)
     assert len(target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 12)).data) == 12
 
 

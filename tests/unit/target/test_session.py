@@ -17,6 +17,7 @@ from isns_server.target.iscsi.keys import SessionType
 from isns_server.target.iscsi.login import LoginResult
 from isns_server.target.iscsi.negotiation import Negotiation, NegotiationPolicy
 from isns_server.target.iscsi.pdu import (
+    R2T,
     DataIn,
     DataOut,
     LoginRequest,
@@ -27,6 +28,7 @@ from isns_server.target.iscsi.pdu import (
     Pdu,
     Reject,
     ScsiCommand,
+    ScsiResponse,
     SnackRequest,
     TaskManagementRequest,
     TaskManagementResponse,
@@ -264,3 +266,62 @@ def test_status_numbers_advance_by_one_per_response(discovery: bool) -> None:
         assert isinstance(response, TextResponse)
         statsns.append(response.statsn)
     assert statsns == [100, 101, 102]
+
+
+WRITE_2_BLOCKS = bytes([0x2A, 0, 0, 0, 0, 4, 0, 0, 2, 0]).ljust(16, b"\0")
+READ_2_BLOCKS = bytes([0x28, 0, 0, 0, 0, 4, 0, 0, 2, 0]).ljust(16, b"\0")
+
+
+def test_write_with_immediate_data_then_r2t_and_data_out(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    write = ScsiCommand(
+        write=True, itt=7, cmdsn=10, expected_data_transfer_length=1024, cdb=WRITE_2_BLOCKS
+    )
+    r2t = one(session.receive(dataclasses.replace(write, data=b"a" * 512), NOW))
+    assert isinstance(r2t, R2T) and (r2t.buffer_offset, r2t.desired_data_transfer_length) == (
+        512,
+        512,
+    )
+    assert (r2t.itt, r2t.r2tsn, r2t.statsn) == (7, 0, 100)  # an R2T does not take a StatSN
+    data_out = DataOut(final=True, itt=7, ttt=r2t.ttt, buffer_offset=512, data=b"b" * 512)
+    response = one(session.receive(data_out, NOW))
+    assert isinstance(response, ScsiResponse) and response.status == 0 and response.statsn == 100
+    read = ScsiCommand(read=True, itt=8, cmdsn=11, expected_data_transfer_length=1024)
+    data_in = one(session.receive(dataclasses.replace(read, cdb=READ_2_BLOCKS), NOW))
+    assert bytes(data_in.data) == b"a" * 512 + b"b" * 512
+
+
+def test_data_out_out_of_sequence_closes_and_unknown_task_is_rejected(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    write = ScsiCommand(
+        write=True, itt=7, cmdsn=10, expected_data_transfer_length=1024, cdb=WRITE_2_BLOCKS
+    )
+    r2t = one(session.receive(write, NOW))
+    assert isinstance(r2t, R2T)
+    assert reason_of(session.receive(DataOut(itt=99, ttt=r2t.ttt), NOW)) == (
+        RejectReason.PROTOCOL_ERROR
+    )
+    gap = DataOut(itt=7, ttt=r2t.ttt, datasn=1, data=b"x" * 512)
+    step = session.receive(gap, NOW)
+    assert step.close is not None and "DataSN" in step.close
+
+
+def test_abort_task_drops_a_write_waiting_for_data(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    write = ScsiCommand(
+        write=True, itt=7, cmdsn=10, expected_data_transfer_length=1024, cdb=WRITE_2_BLOCKS
+    )
+    r2t = one(session.receive(write, NOW))
+    abort = TaskManagementRequest(
+        immediate=True, function=1, itt=8, referenced_task_tag=7, cmdsn=11, refcmdsn=10
+    )
+    answer = one(session.receive(abort, NOW))
+    assert isinstance(answer, TaskManagementResponse)
+    assert answer.response == TaskManagementResponseCode.FUNCTION_COMPLETE
+    assert isinstance(r2t, R2T)
+    late = DataOut(final=True, itt=7, ttt=r2t.ttt, data=b"x" * 1024)
+    assert reason_of(session.receive(late, NOW)) == RejectReason.PROTOCOL_ERROR
+    again = dataclasses.replace(abort, itt=9)
+    assert one(session.receive(again, NOW)).response == (  # type: ignore[attr-defined]
+        TaskManagementResponseCode.TASK_DOES_NOT_EXIST
+    )

@@ -1,0 +1,44 @@
+"""What a command handler works on: the unit's state and one request (SAM-5 4.6)."""
+
+__all__ = ["Handler", "ScsiRequest", "UnitState", "field_value"]
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .backstore import Backstore
+from .constants import BLOCK_SIZE, field_value
+from .inquiry import UnitIdentity
+from .reservations import PersistentReservations
+from .sense import DataBuffer, ScsiResult
+
+_NO_DATA = memoryview(b"")
+
+
+@dataclass(frozen=True, slots=True)
+class ScsiRequest:
+    """A CDB, the Data-Out buffer the initiator sent with it, and who sent it: the I_T
+    nexus, as the initiator port name (initiator name and ISID)."""
+
+    cdb: bytes
+    data_out: memoryview = _NO_DATA
+    nexus: str = ""
+
+
+@dataclass(slots=True)
+class UnitState:
+    backstore: Backstore
+    identity: UnitIdentity
+    write_cache: bool = True  # WCE of the caching mode page: write-back until SYNCHRONIZE CACHE
+    reservation: str | None = None  # the I_T nexus holding RESERVE (6)
+    unit_attentions: dict[str, list[int]] = field(default_factory=dict)  # nexus -> ASC/ASCQs
+    persistent: PersistentReservations = field(default_factory=PersistentReservations)
+    # EXTENDED COPY results held for RECEIVE COPY RESULTS: (nexus, list id) -> (segments,
+    # blocks copied)
+    copy_results: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def block_count(self) -> int:
+        return self.backstore.size // BLOCK_SIZE
+
+
+Handler = Callable[[UnitState, ScsiRequest], ScsiResult | DataBuffer]
