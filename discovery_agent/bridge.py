@@ -24,6 +24,7 @@ from isns_server.isnsp.codec import StreamDecoder, encode_message
 from isns_server.isnsp.constants import FunctionId, NodeType, Status
 from isns_server.isnsp.errors import MessageFormatError
 from isns_server.isnsp.messages import Message, response
+from isns_server.netaddr import host_port
 
 from . import registry_queries as queries
 from .catalog import Domain, Node
@@ -73,8 +74,7 @@ class RegistryBridge:
 
     @property
     def where(self) -> str:
-        host, port = self.server
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return host_port(*self.server)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="isns-bridge")

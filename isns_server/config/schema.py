@@ -10,6 +10,8 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+from ..netaddr import host_port
+
 
 class ConfigValueError(ValueError):
     """A single value is wrong; the loader adds the key path and line."""
@@ -45,7 +47,7 @@ class ListenAddress:
         return cls(host, int(port_text))
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 _SIZE_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}

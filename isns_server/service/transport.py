@@ -13,16 +13,10 @@ from ..isnsp.codec import DatagramDecoder, StreamDecoder, encode_message
 from ..isnsp.errors import MessageFormatError
 from ..isnsp.messages import Message, response
 from ..isnsp.pdu import UDP_MAX_PDU_PAYLOAD
+from ..netaddr import peer_text
 from .dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
-
-
-def _peer_text(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(address)
 
 
 def _error_reply(error: MessageFormatError) -> Message | None:
@@ -48,7 +42,7 @@ class IsnsStreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.open_set.add(self.transport)
-        self.peer = _peer_text(transport.get_extra_info("peername"))
+        self.peer = peer_text(transport.get_extra_info("peername"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
@@ -105,7 +99,7 @@ class IsnsDatagramProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer = _peer_text(addr)
+        peer = peer_text(addr)
         try:
             message = self.decoder.receive_datagram(data, addr)
         except MessageFormatError as error:

@@ -2,18 +2,12 @@
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import cast
 
+from ..netaddr import peer_text
 from .connection import Connection, PortalServices, PortalSettings
 
 log = logging.getLogger(__name__)
-
-
-def _peer_text(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(address)
 
 
 class PortalProtocol(asyncio.BufferedProtocol):
@@ -34,7 +28,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._open_set.add(self._transport)
-        peer = _peer_text(transport.get_extra_info("peername"))
+        peer = peer_text(transport.get_extra_info("peername"))
         self._connection = Connection(self._services, self._settings, peer, self._loop.time())
         self._schedule()
 
