@@ -16,8 +16,10 @@ PACKAGES = {
     "iscsi-ls": "libiscsi-bin",
     "iscsi-inq": "libiscsi-bin",
     "iscsi-test-cu": "libiscsi-bin",
+    "iscsi-perf": "libiscsi-bin",
     "qemu-img": "qemu-utils",
     "tgtd": "tgt",
+    "tgtadm": "tgt",
     "etcd": "etcd-server",
 }
 
