@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import signal
 import time
 
 from discovery_agent.service import (
@@ -60,6 +61,10 @@ class Application:
             if config.portal.enabled:
                 self.portal = PortalServer(config, self.registry, registry_call(dispatcher))
                 await self.portal.start()
+                # SIGHUP after growing a LUN's file or device: the LUNs take the new size
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, self.portal.rescan_luns
+                )
             if config.slp.enabled or config.mdns.enabled:
                 # The discovery agent reads the registry over iSNS like any Control Node.
                 # SLP on its default port 427 runs only where it can (root).
@@ -83,6 +88,7 @@ class Application:
             await self.discovery.stop()
             self.discovery = None
         if self.portal is not None:  # first: its deregistration goes through the store
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await self.portal.stop()
             self.portal = None
         if self.isns is not None:

@@ -17,6 +17,7 @@ PACKAGES = {
     "iscsi-inq": "libiscsi-bin",
     "iscsi-test-cu": "libiscsi-bin",
     "iscsi-perf": "libiscsi-bin",
+    "iscsi-readcapacity16": "libiscsi-bin",
     "qemu-img": "qemu-utils",
     "tgtd": "tgt",
     "tgtadm": "tgt",

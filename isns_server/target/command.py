@@ -25,6 +25,11 @@ class ResponseNumbers:
     maxcmdsn: int
 
 
+def sense_segment(sense: bytes) -> bytes:
+    """A data segment carrying sense data: SCSI Response (10.4.7), Async Message (10.9.4)."""
+    return _SENSE_LENGTH.pack(len(sense)) + sense
+
+
 def command_responses(
     command: ScsiCommand, result: ScsiResult, numbers: ResponseNumbers, max_segment: int
 ) -> list[DataIn | ScsiResponse]:
@@ -64,7 +69,7 @@ def command_responses(
         )
     if data and good:
         return pdus
-    sense = _SENSE_LENGTH.pack(len(result.sense)) + result.sense if result.sense else b""
+    sense = sense_segment(result.sense) if result.sense else b""
     pdus.append(
         ScsiResponse(
             residual_overflow=overflow,

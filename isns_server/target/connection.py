@@ -4,6 +4,10 @@ Received bytes go into `reader` (`receive_data`, or `get_buffer`/`buffer_updated
 asyncio.BufferedProtocol); `receive(now)` then handles every complete PDU.
 `data_to_send()` gives the buffers to write, in order; once `closing` is set, write them
 and close. `deadline` and `handle_timer(now)` drive the login timeout and NOP-In pings.
+SCSI commands go to `io.start_task`, which runs them elsewhere and calls `task_done`
+with their results. Whatever is queued outside `receive` and `handle_timer` (those
+results, asynchronous events, a close when a new login reinstates the session) is
+announced with `io.wake()`.
 
 Bad input gets the RFC's answer: before the first Login Request the connection just
 closes (3.2.3); during login, a Login reject (5.3); in the Full Feature Phase a Reject
@@ -12,7 +16,7 @@ for a PDU that can be skipped, or a close when the stream can no longer be trust
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +31,9 @@ from .iscsi.errors import (
 from .iscsi.keys import Digest, LoginError
 from .iscsi.login import LoginDirectory, LoginMachine, LoginPolicy, LoginResult, LoginState
 from .iscsi.pdu import LoginRequest, Pdu
+from .scsi import ScsiResult
 from .session import FullFeatureSession, KeepalivePolicy, SessionServices, SessionStep
+from .tasks import ScsiTask
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,21 @@ _HINTS = {
 
 
 class PortalServices(LoginDirectory, SessionServices, Protocol):
-    def session_started(self, result: LoginResult) -> None: ...
+    def session_started(self, result: LoginResult, reinstated: Callable[[], None]) -> None:
+        """`reinstated` is called if a later login takes the session over (5.3.5)."""
+        ...
 
     def session_ended(self, result: LoginResult) -> None: ...
+
+
+class ConnectionIo(Protocol):
+    def start_task(self, task: ScsiTask) -> None:
+        """Run `task` off the event loop, then call `Connection.task_done` with its result."""
+        ...
+
+    def wake(self) -> None:
+        """Output was queued outside `receive` and `handle_timer`: send it soon."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +73,16 @@ class PortalSettings:
 
 class Connection:
     def __init__(
-        self, services: PortalServices, settings: PortalSettings, peer: str, now: float
+        self,
+        services: PortalServices,
+        settings: PortalSettings,
+        peer: str,
+        now: float,
+        io: ConnectionIo,
     ) -> None:
         self.reader = PduReader()
         self.peer = peer
+        self._io = io
         self.closing: str | None = None  # why the connection is being closed
         self.session: FullFeatureSession | None = None
         self._services = services
@@ -85,6 +109,12 @@ class Connection:
                 self._after_login(now)
             else:
                 self._apply(self.session.receive(pdu, now))
+
+    def task_done(self, task: ScsiTask, result: ScsiResult) -> None:
+        """A task this connection started has ended (dropped once the connection is)."""
+        if self.session is not None and self.closing is None:
+            self._apply(self.session.complete(task, result))
+            self._io.wake()
 
     def data_to_send(self) -> list[bytes | memoryview]:
         out, self._out = self._out, []
@@ -133,8 +163,9 @@ class Connection:
                 self._settings.keepalive,
                 self._settings.login.command_window,
                 now,
+                self._push,
             )
-            self._services.session_started(result)
+            self._services.session_started(result, self._reinstated)
             log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
 
     def _login_failed(self) -> None:
@@ -147,6 +178,22 @@ class Connection:
         hint = _HINTS.get(failure.status)
         self.closing = f"login refused: {failure}"
         log.warning("%s: login refused: %s%s", self._who(), failure, f"; {hint}" if hint else "")
+
+    def _push(self, step: SessionStep) -> None:
+        if self.closing is None:
+            self._apply(step)
+            self._io.wake()
+
+    def _reinstated(self) -> None:
+        """A new login with this session's initiator, ISID and target replaced it: at
+        ErrorRecoveryLevel 0 its connection and unfinished tasks end (5.3.5, 6.3.5)."""
+        if self.session is None or self.closing is not None:
+            return
+        self.session.reinstated = True
+        self._close(
+            "a new login with the same ISID reinstated the session (RFC 3720 5.3.5)", logging.INFO
+        )
+        self._io.wake()
 
     # Errors --------------------------------------------------------------------------
 
@@ -182,6 +229,8 @@ class Connection:
 
     def _apply(self, step: SessionStep) -> None:
         self._send(step.pdus)
+        for task in step.tasks:
+            self._io.start_task(task)
         if step.logged_out:
             self.closing = "logged out"  # 10.14: the target closes after its response
             log.info("%s: logged out", self._who())

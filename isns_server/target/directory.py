@@ -2,7 +2,7 @@
 their credentials, the registry's zoning, and the sessions that are live."""
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..registry import Registry, TargetPortal, VisibleTarget
 from ..registry.objects import normalize_name
@@ -13,6 +13,7 @@ from .local_targets import LocalTarget
 from .scsi import ScsiTarget
 
 _TSIH_COUNT = 0xFFFF  # TSIHs are 16-bit and never 0 (10.12.6)
+_SessionKey = tuple[str, bytes, str | None]  # initiator, ISID, target: one I_T nexus
 
 
 class PortalDirectory:
@@ -31,6 +32,8 @@ class PortalDirectory:
         self.portals = tuple(portals)  # where this portal's targets are registered
         self._live_tsihs: set[int] = set()
         self._tsihs = itertools.count(1)
+        # The live sessions by initiator, ISID and target, for reinstatement (5.3.5)
+        self._sessions: dict[_SessionKey, tuple[LoginResult, Callable[[], None]]] = {}
 
     # LoginDirectory ------------------------------------------------------------------
 
@@ -61,11 +64,20 @@ class PortalDirectory:
             pass
         return tsih
 
-    def session_started(self, result: LoginResult) -> None:
+    def session_started(self, result: LoginResult, reinstated: Callable[[], None]) -> None:
+        """A session with the same initiator, ISID and target as a live one replaces it."""
         self._live_tsihs.add(result.tsih)
+        key = _session_key(result)
+        previous = self._sessions.get(key)
+        self._sessions[key] = (result, reinstated)
+        if previous is not None:
+            previous[1]()
 
     def session_ended(self, result: LoginResult) -> None:
         self._live_tsihs.discard(result.tsih)
+        key = _session_key(result)
+        if (entry := self._sessions.get(key)) is not None and entry[0] is result:
+            del self._sessions[key]
 
     # SessionServices -----------------------------------------------------------------
 
@@ -81,3 +93,14 @@ class PortalDirectory:
     def scsi_target(self, name: str) -> ScsiTarget | None:
         target = self.targets.get(normalize_name(name))
         return target.scsi if target else None
+
+
+def _session_key(result: LoginResult) -> _SessionKey:
+    """The initiator side of the session identifier and the target (3.4.3)."""
+    parameters = result.parameters
+    target = parameters.target_name
+    return (
+        normalize_name(parameters.initiator_name),
+        result.isid,
+        normalize_name(target) if target else None,
+    )

@@ -2,12 +2,14 @@
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import schema as config
 from ..registry.objects import normalize_name
 from .iscsi.chap import ChapCredentials, ChapPolicy
 from .iscsi.login import TargetRecord
 from .scsi import BackstoreError, FileBackstore, LogicalUnit, ScsiTarget, UnitIdentity
+from .scsi.reservation_file import ReservationFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +33,12 @@ def chap_policy(
 
 
 def open_local_targets(
-    targets: Iterable[config.Target], portal_group_tag: int
+    targets: Iterable[config.Target], portal_group_tag: int, reservations: Path | None = None
 ) -> dict[str, LocalTarget]:
     """Each target by normalised name, its LUNs' files opened (created or extended to the
-    configured size). Raises BackstoreError, having closed whatever it opened."""
+    configured size), their persistent reservations loaded from `reservations/<target
+    name>/lun<N>.json` (without `reservations` APTPL is refused). Raises BackstoreError,
+    having closed whatever it opened."""
     opened: dict[str, LocalTarget] = {}
     units: dict[int, LogicalUnit] = {}  # of the target being opened
     try:
@@ -43,7 +47,15 @@ def open_local_targets(
             for j, lun in enumerate(target.luns):
                 store = FileBackstore(lun.path, lun.size, lun.read_only, f"targets[{i}].luns[{j}]")
                 identity = UnitIdentity(target.name, portal_group_tag, lun.lun)
-                units[lun.lun] = LogicalUnit(store, identity, write_cache=lun.write_cache)
+                saved = None
+                if reservations is not None:
+                    name = normalize_name(target.name)
+                    saved = ReservationFile(reservations / name / f"lun{lun.lun}.json")
+                try:
+                    units[lun.lun] = LogicalUnit(store, identity, lun.write_cache, saved)
+                except BackstoreError:  # its saved reservations are unreadable
+                    store.close()
+                    raise
             opened[normalize_name(target.name)] = LocalTarget(
                 TargetRecord(
                     target.name, chap_policy(target.chap, target.mutual_chap), target.alias

@@ -6,6 +6,9 @@ from typing import cast
 
 from ..netaddr import peer_text
 from .connection import Connection, PortalServices, PortalSettings
+from .scsi import ScsiResult
+from .tasks import ScsiTask
+from .workers import UnitWorkers
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +19,13 @@ class PortalProtocol(asyncio.BufferedProtocol):
         services: PortalServices,
         settings: PortalSettings,
         open_set: set[asyncio.Transport],
+        workers: UnitWorkers,
     ) -> None:
         self._services = services
         self._settings = settings
         self._open_set = open_set  # the portal's connections, closed at shutdown
+        self._workers = workers
+        self._flush_soon = False  # a flush is scheduled for tasks that ended
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._connection: Connection | None = None
@@ -29,7 +35,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self._transport = cast(asyncio.Transport, transport)
         self._open_set.add(self._transport)
         peer = peer_text(transport.get_extra_info("peername"))
-        self._connection = Connection(self._services, self._settings, peer, self._loop.time())
+        self._connection = Connection(self._services, self._settings, peer, self._loop.time(), self)
         self._schedule()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -63,6 +69,24 @@ class PortalProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         if self._transport is not None:
             self._transport.resume_reading()
+
+    # ConnectionIo
+
+    def start_task(self, task: ScsiTask) -> None:
+        self._workers.submit(task, self._task_done)
+
+    def wake(self) -> None:
+        if not self._flush_soon:  # one write for everything queued meanwhile
+            self._flush_soon = True
+            self._loop.call_soon(self._flush_queued)
+
+    def _task_done(self, task: ScsiTask, result: ScsiResult) -> None:
+        if self._connection is not None:  # else the connection is gone: nobody to answer
+            self._connection.task_done(task, result)
+
+    def _flush_queued(self) -> None:
+        self._flush_soon = False
+        self._flush()
 
     def _flush(self) -> None:
         transport, connection = self._transport, self._connection

@@ -20,6 +20,7 @@ from .local_targets import chap_policy, close_local_targets, open_local_targets
 from .portal import PortalProtocol
 from .registration import Registration, RegistryCall, TargetRegistrar
 from .session import KeepalivePolicy
+from .workers import UnitWorkers
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,14 @@ class PortalServer:
         self.registrar: TargetRegistrar | None = None
         self.servers: list[asyncio.Server] = []
         self.connections: set[asyncio.Transport] = set()
+        self.workers: UnitWorkers | None = None
 
     async def start(self) -> None:
         """Raises ListenError or BackstoreError with the administrator's explanation."""
         portal = self.config.portal
-        targets = open_local_targets(self.config.targets, PORTAL_GROUP_TAG)
+        targets = open_local_targets(
+            self.config.targets, PORTAL_GROUP_TAG, self.config.data_dir / "reservations"
+        )
         try:
             settings = PortalSettings(
                 LoginPolicy(portal_group_tag=PORTAL_GROUP_TAG, login_timeout=portal.login_timeout),
@@ -53,10 +57,11 @@ class PortalServer:
             )
             self.directory = directory
             loop = asyncio.get_running_loop()
+            workers = self.workers = UnitWorkers(loop)
             for address in portal.listen:
                 try:
                     server = await loop.create_server(
-                        lambda: PortalProtocol(directory, settings, self.connections),
+                        lambda: PortalProtocol(directory, settings, self.connections, workers),
                         address.host,
                         address.port,
                         reuse_address=True,
@@ -85,6 +90,26 @@ class PortalServer:
             await self.stop()
             raise
 
+    def rescan_luns(self) -> None:
+        """SIGHUP: take the sizes of LUN files and devices an administrator grew. Only the
+        backing sizes are re-read, not the configuration."""
+        if self.directory is None:
+            return
+        changed = False
+        for target in self.directory.targets.values():
+            for lun, old, new in target.scsi.rescan():
+                changed = True
+                log.info(
+                    "target %s LUN %d: capacity changed from %d to %d bytes; initiators get a"
+                    " unit attention",
+                    target.record.name,
+                    lun,
+                    old,
+                    new,
+                )
+        if not changed:
+            log.info("LUN rescan: no LUN changed size")
+
     async def stop(self) -> None:
         for server in self.servers:
             server.close()
@@ -96,6 +121,9 @@ class PortalServer:
         if self.registrar is not None:
             await self.registrar.stop()
             self.registrar = None
+        if self.workers is not None:  # acknowledged writes are on disk before files close
+            await asyncio.to_thread(self.workers.stop)
+            self.workers = None
         if self.directory is not None:
             close_local_targets(self.directory.targets)
             self.directory = None

@@ -8,21 +8,25 @@ window first, so even a rejected command is acknowledged in order. NOP-In pings 
 watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
 
 A write command whose data is not all immediate waits in `_transfers` for the Data-Out
-PDUs its R2Ts ask for, then runs; Data-Out is not numbered by CmdSN (3.2.2.1).
+PDUs its R2Ts ask for; Data-Out is not numbered by CmdSN (3.2.2.1). A command with all
+its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller runs it off the event
+loop and hands the result to `complete`, which builds the response.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..registry import VisibleTarget
 from ..registry.objects import normalize_name
 from .cmdsn import SERIAL_MASK, CommandWindow, serial_distance
-from .command import ResponseNumbers, command_responses
+from .command import ResponseNumbers, command_responses, sense_segment
 from .dataout import DataOutError, DataOutTransfer
 from .iscsi.codec import encode_pdu
 from .iscsi.constants import (
     RESERVED_TAG,
+    AsyncEvent,
     LogoutReasonCode,
     LogoutResponseCode,
     RejectReason,
@@ -34,6 +38,7 @@ from .iscsi.keys import KEYS, NOT_UNDERSTOOD, SessionType, parse_numerical
 from .iscsi.login import LoginResult
 from .iscsi.pdu import (
     R2T,
+    AsyncMessage,
     DataOut,
     LogoutRequest,
     LogoutResponse,
@@ -48,10 +53,11 @@ from .iscsi.pdu import (
     TextResponse,
 )
 from .iscsi.text import KeyValuePairs
-from .scsi import ScsiResult, ScsiTarget
+from .scsi import LogicalUnit, ScsiResult, ScsiTarget, encode_lun
 from .scsi.constants import AdditionalSense, SenseKey
 from .scsi.sense import CheckCondition
 from .sendtargets import Pair, target_records
+from .tasks import ScsiTask, TaskSet
 from .text_exchange import TextExchange, TextRejected
 
 Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutRequest
@@ -84,10 +90,11 @@ class KeepalivePolicy:
 
 @dataclass(slots=True)
 class SessionStep:
-    """PDUs to send, in order; then the connection ends if the initiator `logged_out`, or
-    for the reason in `close`."""
+    """PDUs to send, in order, and SCSI tasks to start; then the connection ends if the
+    initiator `logged_out`, or for the reason in `close`."""
 
     pdus: list[Pdu] = field(default_factory=list)
+    tasks: list[ScsiTask] = field(default_factory=list)
     logged_out: bool = False
     close: str | None = None
 
@@ -100,7 +107,9 @@ class FullFeatureSession:
         keepalive: KeepalivePolicy,
         command_window: int,
         now: float,
+        push: Callable[["SessionStep"], None] = lambda step: None,
     ) -> None:
+        """`push` sends what the session says unasked (asynchronous events)."""
         self.login = login
         self.parameters = login.parameters
         self.discovery = login.session_type is SessionType.DISCOVERY
@@ -119,10 +128,14 @@ class FullFeatureSession:
         self._heard = now
         self._ping: float | None = None  # when the unanswered NOP-In ping was sent
         self._transfers: dict[int, DataOutTransfer] = {}  # by Initiator Task Tag
+        self._tasks = TaskSet()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
         self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
+        self.reinstated = False  # a new login took over the nexus (5.3.5)
+        self._push = push
         if self._scsi is not None:
             self._scsi.nexuses.add(self.nexus)
+            self._scsi.attention_listeners[self.nexus] = self._unit_attention
 
     # Receiving -----------------------------------------------------------------------
 
@@ -165,9 +178,9 @@ class FullFeatureSession:
         elif isinstance(command, NopOut):
             step.pdus.append(self._nop_echo(command))
         elif isinstance(command, ScsiCommand):
-            step.pdus += self._scsi_command(command)
+            self._scsi_command(command, step)
         else:
-            step.pdus.append(self._task_management(command))
+            self._task_management(command, step)
 
     def _not_allowed(self, pdu: Pdu) -> Reject:
         """3.3: a discovery session rejects all but SendTargets and Logout; anything else
@@ -279,48 +292,64 @@ class FullFeatureSession:
             data=nop.data[: self._max_send],
         )
 
-    def _task_management(self, request: TaskManagementRequest) -> TaskManagementResponse:
-        """10.5: commands run as they arrive, so the only tasks left to manage are writes
-        waiting for Data-Out; a reset also ends reservations and raises unit attentions."""
+    def _task_management(self, request: TaskManagementRequest, step: SessionStep) -> None:
+        """10.5: a write still waiting for Data-Out is dropped at once; a running task
+        cannot be stopped, so the response waits until the tasks aborted have ended. A
+        reset then also ends reservations and raises unit attentions."""
         response = TaskManagementResponseCode.FUNCTION_COMPLETE
         function = request.function
-        if self._scsi is None:
+        affected: list[ScsiTask] = []
+        reset: list[LogicalUnit] = []
+        scsi = self._scsi
+        if scsi is None:
             response = TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
         elif function == TaskManagementFunction.ABORT_TASK:
-            if self._transfers.pop(request.referenced_task_tag, None) is None:
+            task = self._tasks.get(request.referenced_task_tag)
+            if task is not None:
+                affected.append(task)
+            elif self._transfers.pop(request.referenced_task_tag, None) is None:
                 response = self._absent_task(request)
         elif function in (
             TaskManagementFunction.ABORT_TASK_SET,
             TaskManagementFunction.CLEAR_TASK_SET,
             TaskManagementFunction.LOGICAL_UNIT_RESET,
         ):
-            unit = self._scsi.unit(request.lun)
+            unit = scsi.unit(request.lun)
             if unit is None:
                 response = TaskManagementResponseCode.LUN_DOES_NOT_EXIST
             else:
                 self._drop_transfers(request.lun)
+                affected = self._tasks.on_lun(request.lun)
                 if function == TaskManagementFunction.LOGICAL_UNIT_RESET:
-                    self._scsi.reset([unit], self.nexus)
+                    reset.append(unit)
         elif function in (
             TaskManagementFunction.TARGET_WARM_RESET,
             TaskManagementFunction.TARGET_COLD_RESET,
         ):
             self._transfers.clear()
-            self._scsi.reset(self._scsi.units.values(), self.nexus)
+            affected = self._tasks.all()
+            reset += scsi.units.values()
         else:
             response = TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
-        if response == TaskManagementResponseCode.FUNCTION_COMPLETE:
-            log.info(
-                "%s: %s on LUN %#x", self.nexus, TaskManagementFunction(function).name, request.lun
+
+        def answer() -> Pdu:
+            if scsi is not None and reset:
+                scsi.reset(reset, self.nexus)
+            if response == TaskManagementResponseCode.FUNCTION_COMPLETE:
+                name = TaskManagementFunction(function).name
+                log.info("%s: %s on LUN %#x", self.nexus, name, request.lun)
+            numbers = self._numbers(advance=True)
+            return TaskManagementResponse(
+                response=response,
+                itt=request.itt,
+                statsn=numbers.statsn,
+                expcmdsn=numbers.expcmdsn,
+                maxcmdsn=numbers.maxcmdsn,
             )
-        numbers = self._numbers(advance=True)
-        return TaskManagementResponse(
-            response=response,
-            itt=request.itt,
-            statsn=numbers.statsn,
-            expcmdsn=numbers.expcmdsn,
-            maxcmdsn=numbers.maxcmdsn,
-        )
+
+        now = self._tasks.abort(affected, answer)
+        if now is not None:
+            step.pdus.append(now)
 
     def _absent_task(self, request: TaskManagementRequest) -> TaskManagementResponseCode:
         """10.5.1: a task not found but numbered inside the window before this request was
@@ -335,20 +364,24 @@ class FullFeatureSession:
         for itt in [i for i, t in self._transfers.items() if t.command.lun == lun]:
             del self._transfers[itt]
 
-    def _scsi_command(self, command: ScsiCommand) -> list[Pdu]:
+    def _scsi_command(self, command: ScsiCommand, step: SessionStep) -> None:
         if self._scsi is None:
-            return [self._not_allowed(command)]
+            step.pdus.append(self._not_allowed(command))
+            return
+        if command.itt in self._transfers or self._tasks.get(command.itt) is not None:
+            step.pdus.append(self.reject(RejectReason.TASK_IN_PROGRESS, _header(command)))
+            return
         length = command.expected_data_transfer_length if command.write else 0
         if length > _MAX_WRITE:
             refused = CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_FIELD_IN_CDB)
-            return self._respond(command, refused.result())
+            step.pdus += self._respond(command, refused.result())
+            return
         transfer = DataOutTransfer(command, length, self.parameters.max_burst_length)
-        if not transfer.complete:
-            if command.itt in self._transfers:
-                return [self.reject(RejectReason.TASK_IN_PROGRESS, _header(command))]
+        if transfer.complete:
+            self._start(transfer, step)
+        else:
             self._transfers[command.itt] = transfer
-            return [self._r2t(transfer)]
-        return self._run(transfer)
+            step.pdus.append(self._r2t(transfer))
 
     def _data_out(self, pdu: DataOut, step: SessionStep) -> None:
         transfer = self._transfers.get(pdu.itt)
@@ -360,9 +393,20 @@ class FullFeatureSession:
         except DataOutError as error:
             step.close = f"{error} (task {pdu.itt:#x}; RFC 3720 6.1.4.2)"
             return
-        if transfer.complete:
+        failed = transfer.failed
+        if failed is not None:  # a lost Data-Out PDU, at ErrorRecoveryLevel 0 (6.8, 6.7 b)
             del self._transfers[pdu.itt]
-            step.pdus += self._run(transfer)
+            log.warning(
+                "%s: %s (task %#x): a Data-Out PDU was lost; the write fails with ABORTED"
+                " COMMAND, PROTOCOL SERVICE CRC ERROR and nothing is written (RFC 3720 6.8)",
+                self.nexus,
+                transfer.sequence_error,
+                pdu.itt,
+            )
+            step.pdus += self._respond(transfer.command, failed.result())
+        elif transfer.complete:
+            del self._transfers[pdu.itt]
+            self._start(transfer, step)
         elif transfer.burst_done:
             step.pdus.append(self._r2t(transfer))
 
@@ -381,21 +425,49 @@ class FullFeatureSession:
             desired_data_transfer_length=burst.length,
         )
 
-    def _run(self, transfer: DataOutTransfer) -> list[Pdu]:
-        command = transfer.command
+    def _start(self, transfer: DataOutTransfer, step: SessionStep) -> None:
         assert self._scsi is not None
-        result = self._scsi.execute(command.lun, command.full_cdb, transfer.buffer, self.nexus)
-        return self._respond(command, result)
+        task = ScsiTask(transfer.command, transfer.buffer, self._scsi, self.nexus)
+        self._tasks.start(task)
+        step.tasks.append(task)
+
+    def complete(self, task: ScsiTask, result: ScsiResult) -> SessionStep:
+        """A task started by an earlier step ended with `result`: its response, unless it
+        was aborted, then the task management responses that were waiting for it."""
+        step = SessionStep()
+        if not task.aborted:
+            step.pdus += self._respond(task.command, result)
+        step.pdus += self._tasks.finish(task)
+        return step
 
     def _respond(self, command: ScsiCommand, result: ScsiResult) -> list[Pdu]:
         numbers = self._numbers(advance=True)
         return list(command_responses(command, result, numbers, self._max_send))
 
+    def _unit_attention(self, lun: int, sense: bytes) -> None:
+        """10.9.1: a SCSI asynchronous event the moment a unit attention arises; the unit
+        attention also stays pending for the next command, for initiators that ignore it."""
+        numbers = self._numbers(advance=True)  # 10.9: an Async Message advances StatSN
+        event = AsyncMessage(
+            lun=int.from_bytes(encode_lun(lun), "big"),
+            statsn=numbers.statsn,
+            expcmdsn=numbers.expcmdsn,
+            maxcmdsn=numbers.maxcmdsn,
+            async_event=AsyncEvent.SCSI_ASYNC_EVENT,
+            data=sense_segment(sense),
+        )
+        self._push(SessionStep([event]))
+
     def close(self) -> None:
-        """The session ends: what its I_T nexus held (RESERVE (6)) is released."""
+        """The session ends: what its I_T nexus held (RESERVE (6)) is released, unless a
+        reinstating session carries the nexus on."""
         self._transfers.clear()
-        if self._scsi is not None:
-            self._scsi.nexus_lost(self.nexus)
+        self._tasks.clear()
+        if self._scsi is None or self.reinstated:
+            return
+        if self._scsi.attention_listeners.get(self.nexus) == self._unit_attention:
+            del self._scsi.attention_listeners[self.nexus]
+        self._scsi.nexus_lost(self.nexus)
 
     # Keepalive -----------------------------------------------------------------------
 

@@ -186,8 +186,10 @@ def test_data_path_bad_input(
     finally:
         session.close()
 
-    # 4. A DataSN gap in a solicited Data-Out sequence: at ErrorRecoveryLevel 0 the
-    # connection (so the session) ends, the write never runs (6.1.4.2, 6.7).
+    # 4. A DataSN gap in a solicited Data-Out sequence: a PDU was lost (6.8). At
+    # ErrorRecoveryLevel 0 the rest of the sequence is discarded and the command ends
+    # with CHECK CONDITION, PROTOCOL SERVICE CRC ERROR (6.7 b); the write never runs and
+    # the connection lives on.
     session = Session(portal)
     try:
         write = session.command(write16(6, 2), write=True, expected_data_transfer_length=2 * BLOCK)
@@ -206,8 +208,14 @@ def test_data_path_bad_input(
         )
         session.initiator.send(first)
         session.initiator.send(gap)
-        assert session.initiator.closed()  # no SCSI Response: the task is gone
+        failed = session.response()
+        assert failed.status == ScsiStatus.CHECK_CONDITION
+        assert sense_of(failed) == (
+            SenseKey.ABORTED_COMMAND,
+            AdditionalSense.PROTOCOL_SERVICE_CRC_ERROR,
+        )
         assert lun_bytes(lun_path, 6, 2) == bytes(2 * BLOCK)
+        assert session.write(40, b"\x77" * BLOCK).status == ScsiStatus.GOOD  # still usable
     finally:
         session.close()
     still_serves(bystander, rounds)
@@ -255,5 +263,5 @@ def test_data_path_bad_input(
         session.close()
     still_serves(bystander, rounds)
     log = our_server.log()
-    assert "closing the connection: Data-Out DataSN 2, expected 1" in log
+    assert "Data-Out DataSN 2, expected 1 (task 0x101): a Data-Out PDU was lost" in log
     assert "closing the connection: Data-Out with target transfer tag" in log

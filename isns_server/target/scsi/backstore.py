@@ -6,12 +6,15 @@ so a Data-In or Data-Out buffer is never copied on the way.
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import stat
 from pathlib import Path
 from typing import Protocol
 
 from .constants import BLOCK_SIZE
+
+log = logging.getLogger(__name__)
 
 
 class BackstoreError(Exception):
@@ -46,6 +49,11 @@ class Backstore(Protocol):
 
     def mapped(self, offset: int) -> tuple[bool, int]:
         """Whether `offset` is mapped, and the length of the run it starts."""
+        ...
+
+    def refresh_size(self) -> int:
+        """Re-read the size after an administrator grew the file or device; the new size.
+        A size that is not a whole number of blocks is logged and the old one kept."""
         ...
 
     def close(self) -> None: ...
@@ -95,6 +103,9 @@ class MemoryBackstore:
 
     def mapped(self, offset: int) -> tuple[bool, int]:
         return True, self.size - offset
+
+    def refresh_size(self) -> int:
+        return self.size  # nothing outside can resize it
 
     def close(self) -> None:
         pass
@@ -209,6 +220,21 @@ class FileBackstore:
             return False, data - offset
         hole = os.lseek(self._fd, offset, os.SEEK_HOLE)
         return True, min(hole, self._size) - offset
+
+    def refresh_size(self) -> int:
+        actual = os.lseek(self._fd, 0, os.SEEK_END)  # a file's size or a device's
+        if actual and actual % BLOCK_SIZE == 0:
+            self._size = actual
+        else:
+            log.warning(
+                "%s is now %d bytes, not a positive multiple of %d: still exported as %d"
+                " bytes; resize it to a whole number of blocks and send SIGHUP again",
+                self.path,
+                actual,
+                BLOCK_SIZE,
+                self._size,
+            )
+        return self._size
 
     def close(self) -> None:
         os.close(self._fd)

@@ -12,6 +12,7 @@ from .backstore import Backstore
 from .constants import AdditionalSense, Opcode, SenseKey, ServiceAction
 from .inquiry import UnitIdentity
 from .reservations import COMMANDS as RESERVATION_COMMANDS
+from .reservations import ReservationStore
 from .sbc import COMMANDS as BLOCK_COMMANDS
 from .sense import CheckCondition, ScsiResult, invalid_field
 from .spc import COMMANDS as PRIMARY_COMMANDS
@@ -36,10 +37,19 @@ class LogicalUnit:
     """A direct-access block device over a backstore."""
 
     def __init__(
-        self, backstore: Backstore, identity: UnitIdentity, write_cache: bool = True
+        self,
+        backstore: Backstore,
+        identity: UnitIdentity,
+        write_cache: bool = True,
+        reservation_store: ReservationStore | None = None,
     ) -> None:
-        """`write_cache` is WCE at startup: write-back; False: every write is durable."""
+        """`write_cache` is WCE at startup: write-back; False: every write is durable.
+        `reservation_store` keeps persistent reservations across restarts (APTPL); what
+        it holds is loaded now."""
         self.state = UnitState(backstore, identity, write_cache)
+        if reservation_store is not None:
+            self.state.reservation_store = reservation_store
+            self.state.persistent = reservation_store.load()
         self._commands: dict[tuple[int, int | None], Handler] = {
             **BLOCK_COMMANDS,
             **PRIMARY_COMMANDS,
@@ -106,6 +116,16 @@ class LogicalUnit:
         state.unit_attentions.pop(nexus, None)
         for key in [k for k in state.copy_results if k[0] == nexus]:
             del state.copy_results[key]
+
+    def rescan(self, nexuses: Iterable[str]) -> tuple[int, int] | None:
+        """Re-read the backstore's size; if it changed, each nexus gets CAPACITY DATA HAS
+        CHANGED with its next command (SAM-5 5.14). (old, new) bytes, or None."""
+        old = self.state.backstore.size
+        new = self.state.backstore.refresh_size()
+        if new == old:
+            return None
+        self.unit_attention(AdditionalSense.CAPACITY_DATA_HAS_CHANGED, nexuses)
+        return old, new
 
     def _key(self, cdb: bytes) -> tuple[int, int | None]:
         opcode = cdb[0]

@@ -1,14 +1,16 @@
 """Persistent reservations (SPC-4 5.7, 6.15, 6.16): registrations by I_T nexus, one
 reservation per logical unit, and the access each reservation type leaves to others.
 
-State lives in memory (APTPL is not supported: a restart clears it, as REPORT
-CAPABILITIES says).
+State lives in memory; once a registration sets APTPL, every change is also saved
+through a `ReservationStore` before the command answers GOOD, so that it survives a
+restart (SPC-4 5.14.5).
 """
 
+import logging
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..iscsi.constants import ScsiStatus
 from .constants import AdditionalSense, Opcode, SenseKey, field_value
@@ -21,6 +23,11 @@ _PARAMETER_LENGTH = 24  # basic PERSISTENT RESERVE OUT parameter list
 _SPEC_I_PT = 0x08
 _ALL_TG_PT = 0x04
 _APTPL = 0x01
+_MAX_KEY = (1 << 64) - 1
+_PTPL_C = 0x01  # REPORT CAPABILITIES byte 2: persist through power loss capable
+_PTPL_A = 0x01  # byte 3: activated
+
+log = logging.getLogger(__name__)
 
 
 class ReservationType(IntEnum):
@@ -32,6 +39,7 @@ class ReservationType(IntEnum):
     EXCLUSIVE_ACCESS_ALL_REGISTRANTS = 8
 
 
+_TYPE_VALUES = frozenset(ReservationType.__members__.values())
 _REGISTRANTS_TYPES = frozenset(ReservationType) - {
     ReservationType.WRITE_EXCLUSIVE,
     ReservationType.EXCLUSIVE_ACCESS,
@@ -103,6 +111,7 @@ class PersistentReservations:
     keys: dict[str, int] = field(default_factory=dict)  # I_T nexus -> reservation key
     holder: str | None = None
     type: ReservationType | None = None
+    aptpl: bool = False  # activate persist through power loss, as last registered
 
     def holds(self, nexus: str) -> bool:
         if self.type in _ALL_REGISTRANTS_TYPES:
@@ -129,6 +138,52 @@ class PersistentReservations:
         elif self.holder == nexus:
             self.release()
 
+    def record(self) -> dict[str, object]:
+        """What persists through power loss: registrations and the reservation. Not the
+        generation, which a power on sets to zero (SPC-4 6.16.2)."""
+        reservation = None if self.type is None else {"holder": self.holder, "type": self.type}
+        return {
+            "registrations": [{"nexus": n, "key": k} for n, k in self.keys.items()],
+            "reservation": reservation,
+        }
+
+    @classmethod
+    def from_record(cls, record: object) -> "PersistentReservations":
+        """The state `record()` saved, APTPL active. Raises ValueError saying what is wrong."""
+        if not isinstance(record, dict) or not isinstance(record.get("registrations"), list):
+            raise ValueError("no list of registrations")
+        state = cls(aptpl=True)
+        for registration in record["registrations"]:
+            match registration:
+                case {"nexus": str(nexus), "key": int(key)} if 0 < key <= _MAX_KEY:
+                    state.keys[nexus] = key
+                case _:
+                    raise ValueError(f"bad registration {registration!r}")
+        match record.get("reservation"):
+            case None:
+                pass
+            case {"holder": str(holder), "type": int(kind)} if kind in _TYPE_VALUES:
+                state.holder, state.type = holder, ReservationType(kind)
+            case reservation:
+                raise ValueError(f"bad reservation {reservation!r}")
+        return state
+
+
+class ReservationStore(Protocol):
+    """Where a logical unit's persistent reservations go while APTPL is active."""
+
+    def load(self) -> PersistentReservations:
+        """What was saved (APTPL active), or a fresh state if nothing was."""
+        ...
+
+    def save(self, state: PersistentReservations) -> None:
+        """Durably, before returning; raises OSError."""
+        ...
+
+    def clear(self) -> None:
+        """APTPL is off: nothing survives a restart. Raises OSError."""
+        ...
+
 
 def _conflict() -> ScsiResult:
     return ScsiResult(ScsiStatus.RESERVATION_CONFLICT)
@@ -149,9 +204,11 @@ def persistent_reserve_in(unit: "UnitState", request: "ScsiRequest") -> DataBuff
             body = struct.pack(">Q4xxB2x", key, state.type)
         data = struct.pack(">II", state.generation, len(body)) + body
     elif action == PrIn.REPORT_CAPABILITIES:
-        # CRH, ATP_C 0; TMV with all six types; ALLOW COMMANDS 0; no PTPL
+        # CRH, ATP_C 0, PTPL_C with a store; TMV with all six types; ALLOW COMMANDS 0
         type_mask = 0x80 | 0x40 | 0x20 | 0x08 | 0x02
-        data = struct.pack(">HBBBB2x", 8, 0x10, 0x80, type_mask, 0x01)
+        capable = _PTPL_C if unit.reservation_store is not None else 0
+        active = _PTPL_A if state.aptpl else 0
+        data = struct.pack(">HBBBB2x", 8, 0x10 | capable, 0x80 | active, type_mask, 0x01)
     elif action == PrIn.READ_FULL_STATUS:
         descriptors = b""
         for nexus, key in state.keys.items():
@@ -180,6 +237,38 @@ def _transport_id(nexus: str) -> bytes:
 
 
 def persistent_reserve_out(unit: "UnitState", request: "ScsiRequest") -> ScsiResult:
+    """Applied in memory, then saved if it changed while APTPL is (or was until now)
+    active; a state that cannot be saved is undone and the command fails."""
+    before = replace(unit.persistent, keys=dict(unit.persistent.keys))
+    result = _apply_out(unit, request)
+    store, after = unit.reservation_store, unit.persistent
+    if (
+        result.status != ScsiStatus.GOOD
+        or store is None
+        or after == before
+        or not (before.aptpl or after.aptpl)
+    ):
+        return result
+    try:
+        if after.aptpl:
+            store.save(after)
+        else:
+            store.clear()
+    except OSError as exc:
+        log.error(
+            "target %s LUN %d: persistent reservations not saved, the command fails: %s",
+            unit.identity.target_name,
+            unit.identity.lun,
+            exc,
+        )
+        unit.persistent = before
+        raise CheckCondition(
+            SenseKey.HARDWARE_ERROR, AdditionalSense.INTERNAL_TARGET_FAILURE
+        ) from None
+    return result
+
+
+def _apply_out(unit: "UnitState", request: "ScsiRequest") -> ScsiResult:
     state, cdb, data = unit.persistent, request.cdb, request.data_out
     action = cdb[1] & 0x1F
     scope_type = cdb[2]
@@ -192,17 +281,22 @@ def persistent_reserve_out(unit: "UnitState", request: "ScsiRequest") -> ScsiRes
         return ScsiResult(data_out_length=length)
     key, new_key = struct.unpack_from(">QQ", data)
     flags = data[20]
-    if flags & (_SPEC_I_PT | _ALL_TG_PT | _APTPL):
+    registering = action in (PrOut.REGISTER, PrOut.REGISTER_AND_IGNORE_EXISTING_KEY)
+    aptpl = bool(flags & _APTPL)  # only registrations carry it (SPC-4 6.16.3)
+    if flags & (_SPEC_I_PT | _ALL_TG_PT):
         raise invalid_parameter()
+    if registering and aptpl and unit.reservation_store is None:
+        raise invalid_parameter()  # not capable: REPORT CAPABILITIES says PTPL_C 0
     nexus = request.nexus
     registered = state.keys.get(nexus)
-    if action in (PrOut.REGISTER, PrOut.REGISTER_AND_IGNORE_EXISTING_KEY):
+    if registering:
         if action == PrOut.REGISTER and key != (registered or 0):
             return _conflict()
         if new_key:
             state.keys[nexus] = new_key
         elif registered is not None:
             state.unregister(nexus)
+        state.aptpl = aptpl
         state.generation += 1
         return ScsiResult(data_out_length=length)
     if registered is None or registered != key:

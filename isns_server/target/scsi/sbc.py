@@ -25,7 +25,12 @@ MAX_UNMAP_DESCRIPTORS = 64
 MAX_WRITE_SAME_BLOCKS = 0x8000  # 16 MiB: one command should not hold the unit for long
 MAX_COMPARE_AND_WRITE_BLOCKS = 255
 MAX_ATOMIC_BLOCKS = MAX_TRANSFER_BLOCKS  # one pwrite: no other command runs meanwhile
-PHYSICAL_BLOCK_EXPONENT = 3  # 4 KiB physical blocks: the file system's
+# One logical block per physical block (READ CAPACITY (16)): with 8, libiscsi's
+# GetLBAStatus.UnmapSingle wants GET LBA STATUS to answer from the next physical block,
+# not from the LBA asked for as SBC-3 says. The file system's 4 KiB is advertised as the
+# optimal transfer and unmap granularities instead, which initiators align to.
+PHYSICAL_BLOCK_EXPONENT = 0
+FILE_SYSTEM_BLOCKS = 8  # 4 KiB
 _FUA = 0x08
 _PROTECT = 0xE0  # RDPROTECT/WRPROTECT/VRPROTECT: no protection information here
 _UNMAP = 0x08  # WRITE SAME
@@ -287,13 +292,13 @@ def block_limits(unit: UnitState) -> bytes:
         ">BBHIIIIIIIQIIIII",
         0,  # WSNZ 0: WRITE SAME with 0 blocks means up to the last LBA
         MAX_COMPARE_AND_WRITE_BLOCKS,
-        8,  # optimal transfer length granularity: 4 KiB
+        FILE_SYSTEM_BLOCKS,  # optimal transfer length granularity
         MAX_TRANSFER_BLOCKS,
         MAX_TRANSFER_BLOCKS,
         MAX_TRANSFER_BLOCKS,  # maximum prefetch length
         unmap_blocks,
         unmap_descriptors,
-        8,  # optimal unmap granularity: the file system's 4 KiB
+        FILE_SYSTEM_BLOCKS,  # optimal unmap granularity: smaller unmaps only zero
         0,  # unmap granularity alignment, UGAVALID 0
         MAX_WRITE_SAME_BLOCKS,
         MAX_ATOMIC_BLOCKS,

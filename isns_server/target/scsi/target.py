@@ -6,9 +6,10 @@ UNIT NOT SUPPORTED) are answered here; everything else goes to the unit.
 """
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .constants import AdditionalSense, Opcode, SenseKey
+from .inquiry import unit_designators
 from .logical_unit import LogicalUnit
 from .sense import CheckCondition, DataBuffer, ScsiResult, fixed_sense, invalid_field
 from .spc import inquiry_data, request_sense_data
@@ -38,20 +39,52 @@ def encode_lun(lun: int) -> bytes:
     return struct.pack(">H6x", method << 14 | lun)
 
 
+AttentionListener = Callable[[int, bytes], None]  # told (LUN, sense) of a new unit attention
+
+
 class ScsiTarget:
     def __init__(self, units: Mapping[int, LogicalUnit]) -> None:
         self.units = dict(units)
         self.nexuses: set[str] = set()  # the I_T nexuses with a session open
+        # By nexus: who reports a unit attention as soon as it arises (RFC 3720 10.9.1)
+        self.attention_listeners: dict[str, AttentionListener] = {}
+        copy_targets = {
+            designator: unit.state
+            for unit in self.units.values()
+            for designator in unit_designators(unit.state.identity)
+        }
+        for unit in self.units.values():
+            unit.state.copy_targets = copy_targets
 
     def reset(self, units: Iterable[LogicalUnit], by: str) -> None:
         """A reset by the nexus `by`: the other nexuses get a unit attention."""
+        others = self.nexuses - {by}
         for unit in units:
-            unit.reset(self.nexuses - {by})
+            unit.reset(others)
+            code = AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
+            self._announce(unit, code, others)
 
     def nexus_lost(self, nexus: str) -> None:
         self.nexuses.discard(nexus)
         for unit in self.units.values():
             unit.nexus_lost(nexus)
+
+    def rescan(self) -> list[tuple[int, int, int]]:
+        """Re-read every unit's backstore size: (LUN, old, new bytes) for each that
+        changed; the open nexuses get a unit attention for it."""
+        changes = []
+        for lun, unit in sorted(self.units.items()):
+            if (change := unit.rescan(self.nexuses)) is not None:
+                changes.append((lun, *change))
+                self._announce(unit, AdditionalSense.CAPACITY_DATA_HAS_CHANGED, self.nexuses)
+        return changes
+
+    def _announce(self, unit: LogicalUnit, code: AdditionalSense, nexuses: Iterable[str]) -> None:
+        sense = fixed_sense(SenseKey.UNIT_ATTENTION, code)
+        lun = unit.state.identity.lun
+        for nexus in nexuses:
+            if (listener := self.attention_listeners.get(nexus)) is not None:
+                listener(lun, sense)
 
     def unit(self, lun: int) -> LogicalUnit | None:
         """The unit the 8-byte LUN field `lun` addresses."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .backstore import Backstore
 from .constants import BLOCK_SIZE, field_value
 from .inquiry import UnitIdentity
-from .reservations import PersistentReservations
+from .reservations import PersistentReservations, ReservationStore
 from .sense import DataBuffer, ScsiResult
 
 _NO_DATA = memoryview(b"")
@@ -32,9 +32,13 @@ class UnitState:
     reservation: str | None = None  # the I_T nexus holding RESERVE (6)
     unit_attentions: dict[str, list[int]] = field(default_factory=dict)  # nexus -> ASC/ASCQs
     persistent: PersistentReservations = field(default_factory=PersistentReservations)
+    reservation_store: ReservationStore | None = None  # None: APTPL is refused
     # EXTENDED COPY results held for RECEIVE COPY RESULTS: (nexus, list id) -> (segments,
     # blocks copied)
     copy_results: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    # The units EXTENDED COPY can reach, by designator (type, value): every unit of the
+    # same target, this one included; set by ScsiTarget, shared by its units
+    copy_targets: dict[tuple[int, bytes], "UnitState"] = field(default_factory=dict)
 
     @property
     def block_count(self) -> int:

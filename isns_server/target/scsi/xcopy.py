@@ -1,16 +1,25 @@
 """EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18): block-to-block copies
-inside one logical unit, done by the target without the data crossing the network.
+between the logical units of one target, done by the target without the data crossing
+the network.
 
-A copy names its source and destination by identification CSCD descriptors (E4h) that
-must designate this unit; segments are block-to-block (02h). The copy runs to completion
-before the command ends, so COPY STATUS only ever reports finished copies.
+A copy names its sources and destinations by identification CSCD descriptors (E4h) that
+designate a unit of the same target (the designators of its Device Identification VPD
+page); segments are block-to-block (02h). Every segment is checked before any block is
+copied. The copy runs to completion before the command ends, so COPY STATUS only ever
+reports finished copies.
+
+Another unit's blocks are read and written with its backstore's plain pread/pwrite from
+this unit's worker thread, without that unit's ordering: its own commands run meanwhile
+on its worker, so a copy racing a write to the same blocks is like two initiators writing
+them, and a COMPARE AND WRITE there is not atomic against the copy. Its reservations are
+read as they stand when the copy is checked.
 """
 
 import struct
 from dataclasses import dataclass
 
+from ..iscsi.constants import ScsiStatus
 from .constants import BLOCK_SIZE, AdditionalSense, Opcode, SenseKey, field_value
-from .inquiry import unit_designators
 from .sense import CheckCondition, DataBuffer, ScsiResult, invalid_field, invalid_parameter
 from .unit import Handler, ScsiRequest, UnitState
 
@@ -69,45 +78,59 @@ def extended_copy(unit: UnitState, request: ScsiRequest) -> ScsiResult:
         raise _length_error()
     if field_value(data, 12, 4):  # inline data: only for stream devices
         raise invalid_parameter()
-    reachable = _cscd_descriptors(unit, data[_HEADER : _HEADER + cscd_length])
+    targets = dict(enumerate(_cscd_descriptors(unit, data[_HEADER : _HEADER + cscd_length])))
     start = _HEADER + cscd_length
-    segments = _segments(data[start : start + segment_length])
-    if unit.backstore.read_only:
-        raise _sense(AdditionalSense.WRITE_PROTECTED, SenseKey.DATA_PROTECT)
-    copied = 0
-    for segment in segments:
-        for index in (segment.source, segment.destination):
-            if index >= len(reachable) or not reachable[index]:
-                raise _copy_aborted(AdditionalSense.UNREACHABLE_COPY_TARGET)
-        last = max(segment.source_lba, segment.destination_lba) + segment.blocks
-        if last > unit.block_count:
+    copies = []
+    for segment in _segments(data[start : start + segment_length]):
+        source, destination = targets.get(segment.source), targets.get(segment.destination)
+        if source is None or destination is None:
+            raise _copy_aborted(AdditionalSense.UNREACHABLE_COPY_TARGET)
+        if destination.backstore.read_only:
+            raise _sense(AdditionalSense.WRITE_PROTECTED, SenseKey.DATA_PROTECT)
+        if (
+            segment.source_lba + segment.blocks > source.block_count
+            or segment.destination_lba + segment.blocks > destination.block_count
+        ):
             raise _copy_aborted(AdditionalSense.NO_ADDITIONAL_SENSE)
-        _copy(unit, segment)
-        copied += segment.blocks
+        # The units are read and written for this nexus: their reservations apply as
+        # they would to READ and WRITE sent to them
+        if _conflict(source, request.nexus, Opcode.READ_16) or _conflict(
+            destination, request.nexus, Opcode.WRITE_16
+        ):
+            return ScsiResult(ScsiStatus.RESERVATION_CONFLICT)
+        copies.append((source, destination, segment))
+    for source, destination, segment in copies:
+        _copy(source, destination, segment)
+    for destination in {id(d): d for _, d, _ in copies}.values():  # once each
+        if not destination.write_cache:  # write-through: on stable storage before GOOD
+            destination.backstore.flush()
     if usage == _LIST_ID_USAGE_HOLD:
-        unit.copy_results[(request.nexus, list_id)] = (len(segments), copied)
+        copied = sum(segment.blocks for _, _, segment in copies)
+        unit.copy_results[(request.nexus, list_id)] = (len(copies), copied)
     return ScsiResult(data_out_length=length)
 
 
-def _cscd_descriptors(unit: UnitState, descriptors: memoryview) -> list[bool]:
-    """Whether each CSCD descriptor designates this unit."""
+def _cscd_descriptors(unit: UnitState, descriptors: memoryview) -> list[UnitState | None]:
+    """The unit of this target each CSCD descriptor designates, None if none does."""
     count = len(descriptors) // _CSCD_LENGTH
     if count > MAX_CSCD_DESCRIPTORS:
         raise _sense(AdditionalSense.TOO_MANY_TARGET_DESCRIPTORS)
-    ours = unit_designators(unit.identity)
-    reachable = []
+    targets = []
     for offset in range(0, len(descriptors), _CSCD_LENGTH):
         descriptor = descriptors[offset : offset + _CSCD_LENGTH]
         if descriptor[0] != _IDENTIFICATION_CSCD:
             raise _sense(AdditionalSense.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE)
         # LU ID TYPE (byte 1, bits 7-6) is obsolete in SPC-4 and ignored.
         kind, size = descriptor[5] & 0x0F, min(descriptor[7], 20)
-        designator = (kind, bytes(descriptor[8 : 8 + size]))
+        target = unit.copy_targets.get((kind, bytes(descriptor[8 : 8 + size])))
         block_length = field_value(descriptor, 29, 3)
-        reachable.append(
-            not descriptor[1] & _NUL and designator in ours and block_length in (0, BLOCK_SIZE)
-        )
-    return reachable
+        usable = not descriptor[1] & _NUL and block_length in (0, BLOCK_SIZE)
+        targets.append(target if usable else None)
+    return targets
+
+
+def _conflict(unit: UnitState, nexus: str, opcode: int) -> bool:
+    return unit.reservation not in (None, nexus) or not unit.persistent.allows(nexus, opcode)
 
 
 def _segments(descriptors: memoryview) -> list[_Segment]:
@@ -131,17 +154,17 @@ def _segments(descriptors: memoryview) -> list[_Segment]:
     return segments
 
 
-def _copy(unit: UnitState, segment: _Segment) -> None:
+def _copy(source: UnitState, destination: UnitState, segment: _Segment) -> None:
     """Chunk by chunk, backwards when the destination overlaps the source from above."""
     starts = list(range(0, segment.blocks, _CHUNK_BLOCKS))
-    if segment.destination_lba > segment.source_lba:
+    if source is destination and segment.destination_lba > segment.source_lba:
         starts.reverse()
     buffer = bytearray(_CHUNK_BLOCKS * BLOCK_SIZE)
     for start in starts:
         size = min(_CHUNK_BLOCKS, segment.blocks - start) * BLOCK_SIZE
         chunk = memoryview(buffer)[:size]
-        unit.backstore.read_into((segment.source_lba + start) * BLOCK_SIZE, chunk)
-        unit.backstore.write((segment.destination_lba + start) * BLOCK_SIZE, chunk)
+        source.backstore.read_into((segment.source_lba + start) * BLOCK_SIZE, chunk)
+        destination.backstore.write((segment.destination_lba + start) * BLOCK_SIZE, chunk)
 
 
 def receive_copy_results(unit: UnitState, request: ScsiRequest) -> DataBuffer:

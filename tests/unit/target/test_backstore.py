@@ -1,10 +1,12 @@
-"""File backstores: created sparse, extended, never shrunk, errors naming the LUN."""
+"""File backstores: created sparse, extended, never shrunk, errors naming the LUN; a size
+re-read after the administrator grows the file."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-from isns_server.target.scsi import BackstoreError, FileBackstore
+from isns_server.target.scsi import BackstoreError, FileBackstore, MemoryBackstore
 
 WHERE = "targets[0].luns[0]"
 
@@ -57,3 +59,27 @@ def test_a_bad_size_creates_no_file(tmp_path: Path) -> None:
     with pytest.raises(BackstoreError):
         FileBackstore(tmp_path / "disk.img", 1000, False, WHERE)
     assert not (tmp_path / "disk.img").exists()
+
+
+def test_refresh_size_takes_a_grown_file(tmp_path: Path) -> None:
+    path = tmp_path / "disk.img"
+    store = FileBackstore(path, 8192, False, WHERE)
+    assert store.refresh_size() == 8192
+    os.truncate(path, 16384)
+    assert store.refresh_size() == store.size == 16384
+    store.close()
+
+
+def test_refresh_size_keeps_the_old_size_for_a_partial_block(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "disk.img"
+    store = FileBackstore(path, 8192, False, WHERE)
+    os.truncate(path, 8192 + 100)
+    assert store.refresh_size() == store.size == 8192
+    assert f"{path} is now 8292 bytes, not a positive multiple of 512" in caplog.text
+    store.close()
+
+
+def test_a_memory_backstore_keeps_its_size() -> None:
+    assert MemoryBackstore(4096).refresh_size() == 4096

@@ -19,6 +19,7 @@ from isns_server.target.iscsi.codec import PduReader, encode_pdu
 from isns_server.target.iscsi.constants import LoginStatus, RejectReason
 from isns_server.target.iscsi.login import LoginPolicy
 from isns_server.target.iscsi.pdu import (
+    AsyncMessage,
     DataIn,
     LoginRequest,
     LoginResponse,
@@ -26,6 +27,9 @@ from isns_server.target.iscsi.pdu import (
     Pdu,
     Reject,
     ScsiCommand,
+    ScsiResponse,
+    TaskManagementRequest,
+    TaskManagementResponse,
     TextRequest,
     TextResponse,
 )
@@ -33,6 +37,7 @@ from isns_server.target.iscsi.text import decode_text, encode_text
 from isns_server.target.local_targets import close_local_targets, open_local_targets
 from isns_server.target.registration import Registration
 from isns_server.target.session import KeepalivePolicy
+from isns_server.target.tasks import ScsiTask
 
 PREFIX = "iqn.2026-11.org.example.test:"
 DISK, SECRET_DISK = PREFIX + "disk", PREFIX + "secret"
@@ -77,13 +82,24 @@ class Peer:
     """The initiator's end of a sans-IO connection."""
 
     def __init__(self, directory: PortalDirectory) -> None:
-        self.connection = Connection(directory, SETTINGS, "192.0.2.1:40000", NOW)
+        self.tasks: list[ScsiTask] = []  # started, not yet run
+        self.woken = 0
+        self.connection = Connection(directory, SETTINGS, "192.0.2.1:40000", NOW, self)
         self.reader = PduReader(max_recv_data_segment_length=1 << 24)
         self.digests = (False, False)
+
+    def start_task(self, task: ScsiTask) -> None:
+        self.tasks.append(task)
+
+    def wake(self) -> None:
+        self.woken += 1
 
     def send_bytes(self, data: bytes, now: float = NOW) -> list[Pdu]:
         self.connection.reader.receive_data(data)
         self.connection.receive(now)
+        while self.tasks:  # as the portal's workers would, later
+            task = self.tasks.pop(0)
+            self.connection.task_done(task, task.execute())
         for piece in self.connection.data_to_send():
             self.reader.receive_data(piece)
         answers = []
@@ -94,9 +110,9 @@ class Peer:
     def send(self, pdu: Pdu) -> list[Pdu]:
         return self.send_bytes(b"".join(encode_pdu(pdu, *self.digests)))
 
-    def login(self, *pairs: tuple[str, str]) -> LoginResponse:
+    def login(self, *pairs: tuple[str, str], isid: bytes = bytes(6)) -> LoginResponse:
         (response,) = self.send(
-            LoginRequest(transit=True, csg=1, nsg=3, itt=1, data=encode_text(pairs))
+            LoginRequest(transit=True, csg=1, nsg=3, itt=1, isid=isid, data=encode_text(pairs))
         )
         assert isinstance(response, LoginResponse)
         if response.status == 0 and response.transit:
@@ -168,7 +184,10 @@ def test_discovery_lists_what_zoning_shows(directory: PortalDirectory) -> None:
 
 def test_tsihs_are_unique_among_live_sessions(directory: PortalDirectory) -> None:
     peers = [Peer(directory) for _ in range(3)]
-    tsihs = {peer.login(*discovery(ZONED)).tsih for peer in peers}
+    tsihs = {
+        peer.login(*discovery(ZONED), isid=bytes([0, 0, 0, 0, 0, i])).tsih
+        for i, peer in enumerate(peers)
+    }
     assert len(tsihs) == 3 and 0 not in tsihs
     for peer in peers:
         peer.connection.connection_lost()
@@ -244,3 +263,54 @@ def test_a_normal_session_asks_for_its_own_target(directory: PortalDirectory) ->
         ("TargetName", DISK),
         ("TargetAddress", "127.0.0.1:3260,1"),
     ]
+
+
+def isid(n: int) -> bytes:
+    return bytes([0x40, 0, 0, 0, 0, n])  # a random-qualifier ISID (10.12.5)
+
+
+def scsi(peer: Peer, cdb: bytes, itt: int, cmdsn: int) -> Pdu:
+    (answer,) = peer.send(ScsiCommand(itt=itt, cmdsn=cmdsn, cdb=cdb.ljust(16, b"\0")))
+    return answer
+
+
+RESERVE_6, TEST_UNIT_READY = bytes([0x16]), bytes([0x00])
+
+
+def test_a_login_with_the_same_isid_reinstates_the_session_and_keeps_the_nexus(
+    directory: PortalDirectory,
+) -> None:
+    old, new, other = Peer(directory), Peer(directory), Peer(directory)
+    assert old.login(*normal(ZONED), isid=isid(1)).status == 0
+    assert other.login(*normal(ZONED), isid=isid(2)).status == 0
+    reserved = scsi(old, RESERVE_6, itt=2, cmdsn=0)
+    assert isinstance(reserved, ScsiResponse) and reserved.status == 0
+    assert new.login(*normal(ZONED), isid=isid(1)).status == 0
+    assert old.connection.closing is not None and "reinstated" in old.connection.closing
+    assert old.woken  # the portal is told to close it
+    old.connection.connection_lost()
+    # The I_T nexus lives on in the new session: its RESERVE (6) still holds.
+    answer = scsi(new, TEST_UNIT_READY, itt=2, cmdsn=0)
+    assert isinstance(answer, ScsiResponse) and answer.status == 0
+    conflict = scsi(other, TEST_UNIT_READY, itt=2, cmdsn=0)
+    assert isinstance(conflict, ScsiResponse) and conflict.status == 0x18  # RESERVATION CONFLICT
+
+
+def test_a_reset_by_one_session_is_an_async_event_for_the_others(
+    directory: PortalDirectory,
+) -> None:
+    watcher, resetter = Peer(directory), Peer(directory)
+    assert watcher.login(*normal(ZONED), isid=isid(1)).status == 0
+    assert resetter.login(*normal(ZONED), isid=isid(2)).status == 0
+    reset = TaskManagementRequest(immediate=True, function=5, itt=3, cmdsn=0)  # LUN RESET
+    (answer,) = resetter.send(reset)
+    assert isinstance(answer, TaskManagementResponse) and answer.response == 0
+    assert watcher.woken
+    (event,) = watcher.send_bytes(b"")  # what it was woken for
+    assert isinstance(event, AsyncMessage) and event.async_event == 0  # a SCSI event
+    sense = event.data[2:]
+    assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x6, 0x29, 0x00)  # UNIT ATTENTION
+    # The unit attention is still reported to the next command, for initiators that
+    # ignore asynchronous events.
+    ua = scsi(watcher, TEST_UNIT_READY, itt=2, cmdsn=0)
+    assert isinstance(ua, ScsiResponse) and ua.status == 2

@@ -93,6 +93,18 @@ def test_unmap_parameter_list(target: ScsiTarget) -> None:
     assert sense_of(target.execute(0, cdb(0x42, 0, 0, 0, 0, 0, 0, 0, 24), beyond))[1] == 0x21
 
 
+def test_get_lba_status_starts_at_the_lba_asked_for(target: ScsiTarget) -> None:
+    """Not from the physical block's start; one block unmapped (less than the file
+    system's block) reads as zeros but stays mapped."""
+    target.execute(0, rw16(0x8A, 0, 24), b"\x01" * 24 * BLOCK)
+    one_block = struct.pack(">HH4xQI4x", 22, 16, 8, 1)
+    assert target.execute(0, cdb(0x42, 0, 0, 0, 0, 0, 0, 0, 24), one_block).status == 0
+    assert bytes(target.execute(0, rw16(0x88, 8, 1)).data) == bytes(BLOCK)
+    status = target.execute(0, cdb(0x9E, 0x12, *[0] * 7, 9, 0, 0, 0, 24)).data
+    lba, blocks, provisioning = struct.unpack_from(">QIB", status, 8)
+    assert (lba, provisioning) == (9, 0) and blocks >= 15  # mapped from LBA 9 on
+
+
 def test_compare_and_write_and_verify(target: ScsiTarget) -> None:
     target.execute(0, rw16(0x8A, 4, 1), b"A" * BLOCK)
     caw = struct.pack(">BBQxxxBxx", 0x89, 0, 4, 1)

@@ -1,5 +1,6 @@
 """The minimal SCSI layer: CDB in, status/sense/data out (SPC-4, SBC-3)."""
 
+import os
 import struct
 from pathlib import Path
 
@@ -110,8 +111,8 @@ def test_capacity_and_unit_ready(target: ScsiTarget) -> None:
     assert target.execute(0, cdb(0x00)) == ScsiResult()
     assert target.execute(0, cdb(0x25)).data == struct.pack(">II", blocks - 1, 512)
     capacity = target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 32)).data
-    # 4 KiB physical blocks; LBPME and LBPRZ: a sparse file is thin provisioned
-    assert capacity == struct.pack(">QIBBH", blocks - 1, 512, 0, 3, 0xC000) + bytes(16)
+    # 512-byte physical blocks; LBPME and LBPRZ: a sparse file is thin provisioned
+    assert capacity == struct.pack(">QIBBH", blocks - 1, 512, 0, 0, 0xC000) + bytes(16)
     assert len(target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 12)).data) == 12
 
 
@@ -166,3 +167,22 @@ def test_any_cdb_gets_a_status(lun: int, command: bytes) -> None:
     target = ScsiTarget({0: LogicalUnit(SizedOnly(), UnitIdentity(TARGET, 1, 0))})
     result = target.execute(lun, command)
     assert result.status in (ScsiStatus.GOOD, ScsiStatus.CHECK_CONDITION)
+
+
+def test_a_grown_lun_reports_capacity_data_has_changed_to_every_nexus(tmp_path: Path) -> None:
+    path = tmp_path / "lun0.img"
+    target = ScsiTarget(
+        {0: LogicalUnit(FileBackstore(path, SIZE, False, "lun"), UnitIdentity(TARGET, 1, 0))}
+    )
+    nexuses = ["iqn.a,i,0x400000000001", "iqn.b,i,0x400000000002"]
+    target.nexuses.update(nexuses)
+    assert target.rescan() == []
+    os.truncate(path, 2 * SIZE)
+    assert target.rescan() == [(0, SIZE, 2 * SIZE)]
+    assert target.rescan() == []  # reported once
+    read_capacity_16 = cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 32)
+    for nexus in nexuses:
+        assert sense_of(target.execute(0, read_capacity_16, nexus=nexus)) == (0x06, 0x2A, 0x09)
+        result = target.execute(0, read_capacity_16, nexus=nexus)
+        assert result.status == ScsiStatus.GOOD
+        assert struct.unpack_from(">Q", result.data) == (2 * SIZE // 512 - 1,)

@@ -86,6 +86,14 @@ def new_session(
     return FullFeatureSession(login, Services(scsi), keepalive, 32, NOW)
 
 
+def run_tasks(session: FullFeatureSession, step: SessionStep) -> SessionStep:
+    """`step` with its tasks run to completion, their responses after its PDUs."""
+    for task in step.tasks:
+        step.pdus += session.complete(task, task.execute()).pdus
+    step.tasks = []
+    return step
+
+
 def one(step: SessionStep) -> Pdu:
     (pdu,) = step.pdus
     return pdu
@@ -162,7 +170,9 @@ def scsi_target(tmp_path: Path) -> ScsiTarget:
 def test_scsi_commands_in_a_normal_session(tmp_path: Path) -> None:
     session = new_session(scsi=scsi_target(tmp_path))
     command = ScsiCommand(read=True, itt=7, cmdsn=10, expected_data_transfer_length=36, cdb=INQUIRY)
-    response = one(session.receive(command, NOW))
+    step = session.receive(command, NOW)
+    assert step.pdus == [] and len(step.tasks) == 1  # nothing until the task has run
+    response = one(run_tasks(session, step))
     assert isinstance(response, DataIn) and response.status_present
     assert (response.statsn, response.expcmdsn, response.maxcmdsn) == (100, 11, 42)
     assert len(response.data) == 36
@@ -172,8 +182,9 @@ def test_commands_run_in_cmdsn_order_and_duplicates_are_dropped(tmp_path: Path) 
     session = new_session(scsi=scsi_target(tmp_path))
     command = ScsiCommand(read=True, expected_data_transfer_length=36, cdb=INQUIRY)
     assert session.receive(dataclasses.replace(command, itt=2, cmdsn=11), NOW).pdus == []
-    pdus = session.receive(dataclasses.replace(command, itt=1, cmdsn=10), NOW).pdus
-    assert [p.itt for p in pdus if isinstance(p, DataIn)] == [1, 2]
+    step = session.receive(dataclasses.replace(command, itt=1, cmdsn=10), NOW)
+    assert [task.itt for task in step.tasks] == [1, 2]
+    assert [p.itt for p in run_tasks(session, step).pdus if isinstance(p, DataIn)] == [1, 2]
     assert session.receive(dataclasses.replace(command, itt=3, cmdsn=10), NOW).pdus == []
 
 
@@ -284,14 +295,18 @@ def test_write_with_immediate_data_then_r2t_and_data_out(tmp_path: Path) -> None
     )
     assert (r2t.itt, r2t.r2tsn, r2t.statsn) == (7, 0, 100)  # an R2T does not take a StatSN
     data_out = DataOut(final=True, itt=7, ttt=r2t.ttt, buffer_offset=512, data=b"b" * 512)
-    response = one(session.receive(data_out, NOW))
+    response = one(run_tasks(session, session.receive(data_out, NOW)))
     assert isinstance(response, ScsiResponse) and response.status == 0 and response.statsn == 100
     read = ScsiCommand(read=True, itt=8, cmdsn=11, expected_data_transfer_length=1024)
-    data_in = one(session.receive(dataclasses.replace(read, cdb=READ_2_BLOCKS), NOW))
+    data_in = one(
+        run_tasks(session, session.receive(dataclasses.replace(read, cdb=READ_2_BLOCKS), NOW))
+    )
     assert bytes(data_in.data) == b"a" * 512 + b"b" * 512
 
 
-def test_data_out_out_of_sequence_closes_and_unknown_task_is_rejected(tmp_path: Path) -> None:
+def test_data_out_out_of_sequence_fails_the_task_and_unknown_task_is_rejected(
+    tmp_path: Path,
+) -> None:
     session = new_session(scsi=scsi_target(tmp_path))
     write = ScsiCommand(
         write=True, itt=7, cmdsn=10, expected_data_transfer_length=1024, cdb=WRITE_2_BLOCKS
@@ -302,8 +317,16 @@ def test_data_out_out_of_sequence_closes_and_unknown_task_is_rejected(tmp_path: 
         RejectReason.PROTOCOL_ERROR
     )
     gap = DataOut(itt=7, ttt=r2t.ttt, datasn=1, data=b"x" * 512)
-    step = session.receive(gap, NOW)
-    assert step.close is not None and "DataSN" in step.close
+    assert session.receive(gap, NOW) == SessionStep()  # waiting for the end of the sequence
+    last = DataOut(final=True, itt=7, ttt=r2t.ttt, datasn=0, buffer_offset=512, data=b"y" * 512)
+    step = session.receive(last, NOW)
+    response = one(step)
+    assert step.close is None and isinstance(response, ScsiResponse)
+    # CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (RFC 3720 6.7, 10.4.7.2)
+    assert response.status == 2 and (response.data[4], response.data[14:16]) == (
+        0x0B,
+        b"\x47\x05",
+    )
 
 
 def test_abort_task_drops_a_write_waiting_for_data(tmp_path: Path) -> None:
@@ -325,3 +348,34 @@ def test_abort_task_drops_a_write_waiting_for_data(tmp_path: Path) -> None:
     assert one(session.receive(again, NOW)).response == (  # type: ignore[attr-defined]
         TaskManagementResponseCode.TASK_DOES_NOT_EXIST
     )
+
+
+def test_task_management_answers_after_the_tasks_it_aborts_and_they_go_unanswered(
+    tmp_path: Path,
+) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    read = ScsiCommand(read=True, expected_data_transfer_length=1024, cdb=READ_2_BLOCKS)
+    first = session.receive(dataclasses.replace(read, itt=1, cmdsn=10), NOW).tasks
+    second = session.receive(dataclasses.replace(read, itt=2, cmdsn=11), NOW).tasks
+    again = session.receive(dataclasses.replace(read, itt=2, cmdsn=12), NOW)
+    assert reason_of(again) == RejectReason.TASK_IN_PROGRESS  # its tag is still in use
+    abort = TaskManagementRequest(immediate=True, function=2, itt=9, cmdsn=13)  # ABORT TASK SET
+    assert session.receive(abort, NOW).pdus == []  # both tasks are still on the disk
+    (task,) = first
+    assert session.complete(task, task.execute()).pdus == []  # aborted: no response
+    (task,) = second
+    answer = one(session.complete(task, task.execute()))
+    assert isinstance(answer, TaskManagementResponse)
+    assert (answer.itt, answer.response) == (9, TaskManagementResponseCode.FUNCTION_COMPLETE)
+
+
+def test_a_failing_disk_fails_the_command_with_medium_error(tmp_path: Path) -> None:
+    target = scsi_target(tmp_path)
+    target.units[0].backstore.close()  # reads now fail with EBADF, as a dead disk would
+    session = new_session(scsi=target)
+    read = ScsiCommand(read=True, itt=1, cmdsn=10, expected_data_transfer_length=1024)
+    response = one(
+        run_tasks(session, session.receive(dataclasses.replace(read, cdb=READ_2_BLOCKS), NOW))
+    )
+    assert isinstance(response, ScsiResponse) and response.status == 2  # CHECK CONDITION
+    assert response.data[2 + 2] & 0x0F == 0x03  # MEDIUM ERROR

@@ -1,0 +1,88 @@
+"""Disk work off the event loop: one worker thread per logical unit.
+
+A unit's commands run one at a time, in the order they arrived: the unit's state
+(reservations, unit attentions, COMPARE AND WRITE) needs no locks, and a stalled disk
+stalls only its own LUN while the portal, iSNS and SLP keep answering. Results go back
+to the event loop in batches: one wake-up for however many finished meanwhile.
+"""
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from queue import SimpleQueue
+
+from .scsi import LogicalUnit, ScsiResult
+from .tasks import ScsiTask
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[ScsiTask, ScsiResult], None]  # called on the event loop
+_Job = tuple[ScsiTask, Done]
+
+
+class UnitWorkers:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queues: dict[LogicalUnit, SimpleQueue[_Job | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._finished: deque[tuple[ScsiTask, ScsiResult, Done]] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+
+    def submit(self, task: ScsiTask, done: Done) -> None:
+        """Runs `task` on its unit's worker, or here if no unit holds its LUN (nothing
+        there touches a disk); `done` gets the result on the event loop."""
+        unit = task.unit
+        if unit is None:
+            done(task, task.execute())
+            return
+        queue = self._queues.get(unit)
+        if queue is None:
+            queue = self._queues[unit] = SimpleQueue()
+            identity = unit.state.identity
+            thread = threading.Thread(
+                target=self._work,
+                args=(queue,),
+                name=f"lun {identity.lun} of {identity.target_name}",
+                daemon=True,  # a hung disk must not keep the process from exiting
+            )
+            thread.start()
+            self._threads.append(thread)
+        queue.put((task, done))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
+        for queue in self._queues.values():
+            queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error(
+                    "worker for %s still busy after %g s (a stalled disk?); exiting anyway",
+                    thread.name,
+                    timeout,
+                )
+        self._queues.clear()
+        self._threads.clear()
+
+    def _work(self, queue: "SimpleQueue[_Job | None]") -> None:
+        while (job := queue.get()) is not None:
+            task, done = job
+            result = task.execute()
+            with self._lock:
+                self._finished.append((task, result, done))
+                wake, self._wake_pending = not self._wake_pending, True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    return
+
+    def _deliver(self) -> None:
+        with self._lock:
+            finished, self._finished = self._finished, deque()
+            self._wake_pending = False
+        for task, result, done in finished:
+            done(task, result)
