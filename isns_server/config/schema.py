@@ -132,6 +132,10 @@ class Lun:
         default=True,
         metadata=_help("write-back until SYNCHRONIZE CACHE or FUA; false: write-through"),
     )
+    removable: bool = field(
+        default=False,
+        metadata=_help("true: removable medium that initiators may eject and load again"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,9 @@ def open_local_targets(
                     name = normalize_name(target.name)
                     saved = ReservationFile(reservations / name / f"lun{lun.lun}.json")
                 try:
-                    units[lun.lun] = LogicalUnit(store, identity, lun.write_cache, saved)
+                    units[lun.lun] = LogicalUnit(
+                        store, identity, lun.write_cache, saved, removable=lun.removable
+                    )
                 except BackstoreError:  # its saved reservations are unreadable
                     store.close()
                     raise

@@ -22,7 +22,7 @@ from ..registry import VisibleTarget
 from ..registry.objects import normalize_name
 from .cmdsn import SERIAL_MASK, CommandWindow, serial_distance
 from .command import ResponseNumbers, command_responses, sense_segment
-from .dataout import DataOutError, DataOutTransfer
+from .dataout import DataOutError, DataOutLimits, DataOutTransfer
 from .iscsi.codec import encode_pdu
 from .iscsi.constants import (
     RESERVED_TAG,
@@ -30,6 +30,7 @@ from .iscsi.constants import (
     LogoutReasonCode,
     LogoutResponseCode,
     RejectReason,
+    ScsiStatus,
     TaskManagementFunction,
     TaskManagementResponseCode,
 )
@@ -64,6 +65,9 @@ Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutReq
 _MRDSL = KEYS["MaxRecvDataSegmentLength"]
 _LOGOUT_REASONS = frozenset(LogoutReasonCode)
 _MAX_WRITE = 16 << 20  # bytes one write command may announce; a bigger one is refused
+# Data-Out bytes a session may hold at once (waiting for R2T data or being written);
+# a write past it is answered TASK SET FULL, and the initiator retries it later (SAM-5 5.3)
+_WRITE_BUDGET = 64 << 20
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,7 @@ class FullFeatureSession:
         self._heard = now
         self._ping: float | None = None  # when the unanswered NOP-In ping was sent
         self._transfers: dict[int, DataOutTransfer] = {}  # by Initiator Task Tag
+        self._data_out_limits = DataOutLimits.of(self.parameters)
         self._tasks = TaskSet()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
         self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
@@ -376,12 +381,19 @@ class FullFeatureSession:
             refused = CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_FIELD_IN_CDB)
             step.pdus += self._respond(command, refused.result())
             return
-        transfer = DataOutTransfer(command, length, self.parameters.max_burst_length)
+        if length and self._write_bytes_held() + length > _WRITE_BUDGET:
+            step.pdus += self._respond(command, ScsiResult(ScsiStatus.TASK_SET_FULL))
+            return
+        transfer = DataOutTransfer(command, length, self._data_out_limits)
         if transfer.complete:
             self._start(transfer, step)
         else:
             self._transfers[command.itt] = transfer
-            step.pdus.append(self._r2t(transfer))
+            step.pdus += self._r2ts(transfer)
+
+    def _write_bytes_held(self) -> int:
+        waiting = sum(len(transfer.buffer) for transfer in self._transfers.values())
+        return waiting + sum(len(task.data_out) for task in self._tasks.all())
 
     def _data_out(self, pdu: DataOut, step: SessionStep) -> None:
         transfer = self._transfers.get(pdu.itt)
@@ -407,23 +419,25 @@ class FullFeatureSession:
         elif transfer.complete:
             del self._transfers[pdu.itt]
             self._start(transfer, step)
-        elif transfer.burst_done:
-            step.pdus.append(self._r2t(transfer))
+        else:
+            step.pdus += self._r2ts(transfer)
 
-    def _r2t(self, transfer: DataOutTransfer) -> R2T:
-        burst = transfer.next_burst(self._new_tag())
+    def _r2ts(self, transfer: DataOutTransfer) -> list[R2T]:
         numbers = self._numbers(advance=False)  # 10.8.3: an R2T carries, not uses, StatSN
-        return R2T(
-            lun=transfer.command.lun,
-            itt=transfer.command.itt,
-            ttt=burst.ttt,
-            statsn=numbers.statsn,
-            expcmdsn=numbers.expcmdsn,
-            maxcmdsn=numbers.maxcmdsn,
-            r2tsn=burst.r2tsn,
-            buffer_offset=burst.offset,
-            desired_data_transfer_length=burst.length,
-        )
+        return [
+            R2T(
+                lun=transfer.command.lun,
+                itt=transfer.command.itt,
+                ttt=burst.ttt,
+                statsn=numbers.statsn,
+                expcmdsn=numbers.expcmdsn,
+                maxcmdsn=numbers.maxcmdsn,
+                r2tsn=burst.r2tsn,
+                buffer_offset=burst.offset,
+                desired_data_transfer_length=burst.length,
+            )
+            for burst in transfer.next_bursts(self._new_tag)
+        ]
 
     def _start(self, transfer: DataOutTransfer, step: SessionStep) -> None:
         assert self._scsi is not None

@@ -50,13 +50,13 @@ class NegotiationPolicy:
     data_digest: tuple[Digest, ...] = (Digest.NONE, Digest.CRC32C)
     # Declared to the initiator: the longest data segment the PduReader will accept.
     target_max_recv_data_segment_length: int = 262144
-    initial_r2t: bool = True
+    initial_r2t: bool = False  # unsolicited Data-Out welcome: a round trip less per write
     immediate_data: bool = True
     max_burst_length: int = 262144
     first_burst_length: int = 65536
     default_time2wait: int = 2
     default_time2retain: int = 20
-    max_outstanding_r2t: int = 1
+    max_outstanding_r2t: int = 8
     data_pdu_in_order: bool = True
     data_sequence_in_order: bool = True
 

@@ -17,6 +17,7 @@ _STANDARD_LENGTH = 96  # through the version descriptors and the reserved bytes 
 _SPC4 = 0x06
 _HISUP_FORMAT_2 = 0x12  # HISUP: hierarchical LUNs; response data format 2
 _CMDQUE = 0x02
+_RMB = 0x80  # removable medium
 _ISCSI_PROTOCOL = 0x5  # protocol identifier (SPC-4 7.6.1)
 
 
@@ -66,9 +67,10 @@ class UnitIdentity:
         return f"{self.target_name},t,0x{self.portal_group_tag:04x}"
 
 
-def standard_inquiry(device: PeripheralDevice) -> bytes:
+def standard_inquiry(device: PeripheralDevice, removable: bool) -> bytes:
     data = bytearray(_STANDARD_LENGTH)
-    data[0:8] = bytes([device, 0, _SPC4, _HISUP_FORMAT_2, _STANDARD_LENGTH - 5, 0, 0, _CMDQUE])
+    rmb = _RMB if removable else 0
+    data[0:8] = bytes([device, rmb, _SPC4, _HISUP_FORMAT_2, _STANDARD_LENGTH - 5, 0, 0, _CMDQUE])
     data[8:36] = f"{VENDOR:<8}{PRODUCT:<16}{REVISION:<4}".encode("ascii")
     struct.pack_into(f">{len(VERSION_DESCRIPTORS)}H", data, 58, *VERSION_DESCRIPTORS)
     return bytes(data)

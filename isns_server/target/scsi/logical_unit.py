@@ -22,6 +22,9 @@ from .xcopy import COMMANDS as COPY_COMMANDS
 # Commands that may pass a reservation or a unit attention (SPC-2 5.5.1, SAM-5 5.14).
 _ALWAYS_ALLOWED = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
 _PASS_RESERVATION = _ALWAYS_ALLOWED | {Opcode.RELEASE_6}
+# Answered NOT READY, MEDIUM NOT PRESENT while the medium is ejected: the block commands,
+# and TEST UNIT READY, with which initiators poll for a medium
+_NEEDS_MEDIUM = frozenset(BLOCK_COMMANDS) | {(Opcode.TEST_UNIT_READY, None)}
 _SERVICE_ACTION = 0x1F
 _CTDP = 0x02  # command timeouts descriptor present
 _SERVACTV = 0x01
@@ -42,11 +45,12 @@ class LogicalUnit:
         identity: UnitIdentity,
         write_cache: bool = True,
         reservation_store: ReservationStore | None = None,
+        removable: bool = False,
     ) -> None:
         """`write_cache` is WCE at startup: write-back; False: every write is durable.
         `reservation_store` keeps persistent reservations across restarts (APTPL); what
-        it holds is loaded now."""
-        self.state = UnitState(backstore, identity, write_cache)
+        it holds is loaded now. A `removable` medium can be ejected and loaded again."""
+        self.state = UnitState(backstore, identity, write_cache, removable)
         if reservation_store is not None:
             self.state.reservation_store = reservation_store
             self.state.persistent = reservation_store.load()
@@ -73,7 +77,8 @@ class LogicalUnit:
         cdb = request.cdb
         state = self.state
         try:
-            handler = self._commands.get(self._key(cdb))
+            key = self._key(cdb)
+            handler = self._commands.get(key)
             if handler is None and cdb[0] in self._service_actions:
                 raise invalid_field()  # a known opcode, an unknown service action
             if handler is None:
@@ -90,6 +95,8 @@ class LogicalUnit:
                 return ScsiResult(ScsiStatus.RESERVATION_CONFLICT)
             if cdb[cdb_length(cdb[0]) - 1] & 0xFC:  # CONTROL: no NACA, no vendor bits
                 raise invalid_field()
+            if not state.medium_loaded and key in _NEEDS_MEDIUM:
+                raise CheckCondition(SenseKey.NOT_READY, AdditionalSense.MEDIUM_NOT_PRESENT)
             outcome = handler(state, request)
         except CheckCondition as condition:
             return condition.result()
@@ -103,16 +110,19 @@ class LogicalUnit:
                 pending.append(code)
 
     def reset(self, nexuses: Iterable[str]) -> None:
-        """LOGICAL UNIT RESET (SAM-5 5.7.7): reservations end, every nexus is told."""
+        """LOGICAL UNIT RESET (SAM-5 5.7.7): reservations and medium removal prevention
+        (SPC-4 6.13) end, every nexus is told."""
         self.state.reservation = None
+        self.state.removal_prevented.clear()
         self.unit_attention(AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED, nexuses)
 
     def nexus_lost(self, nexus: str) -> None:
-        """The I_T nexus ended: its RESERVE (6) ends with it (SPC-2 5.5.1), and what was
-        held for it."""
+        """The I_T nexus ended: its RESERVE (6) ends with it (SPC-2 5.5.1), its prevention
+        of medium removal (SPC-4 6.13), and what was held for it."""
         state = self.state
         if state.reservation == nexus:
             state.reservation = None
+        state.removal_prevented.discard(nexus)
         state.unit_attentions.pop(nexus, None)
         for key in [k for k in state.copy_results if k[0] == nexus]:
             del state.copy_results[key]

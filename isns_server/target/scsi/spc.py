@@ -32,6 +32,9 @@ _WP = 0x80  # device-specific parameter: write protected
 _DPOFUA = 0x10
 _PF = 0x10
 _SP = 0x01
+_LOEJ = 0x02  # START STOP UNIT: load or eject the medium, as START says
+_START = 0x01
+_PREVENT = 0x03  # PREVENT ALLOW MEDIUM REMOVAL: 1 prevents, 0 allows
 NO_SENSE = fixed_sense(SenseKey.NO_SENSE, AdditionalSense.NO_ADDITIONAL_SENSE)
 
 
@@ -44,7 +47,7 @@ def inquiry_data(cdb: bytes, unit: UnitState | None) -> bytes:
         if page:
             raise invalid_field()  # a page code without EVPD (SPC-4 6.6.1)
         device = PeripheralDevice.DIRECT_ACCESS_BLOCK if unit else PeripheralDevice.NOT_CONNECTED
-        data = standard_inquiry(device)
+        data = standard_inquiry(device, unit is not None and unit.removable)
     elif unit is None:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.LOGICAL_UNIT_NOT_SUPPORTED)
     else:
@@ -117,15 +120,32 @@ def _mode_select(unit: UnitState, request: ScsiRequest) -> ScsiResult:
 
 
 def _start_stop_unit(unit: UnitState, request: ScsiRequest) -> DataBuffer:
-    # The medium is a file: always there and spinning; POWER CONDITION must be 0 or 1h.
-    if request.cdb[4] >> 4 not in (0, 1):
-        raise invalid_field()
+    flags = request.cdb[4]
+    if not unit.removable:
+        # The medium is a file: always there and spinning; POWER CONDITION must be 0 or 1h.
+        if flags >> 4 not in (0, 1):
+            raise invalid_field()
+        return b""
+    # A POWER CONDITION leaves START and LOEJ unprocessed (SBC-3 5.25) and a file has no
+    # power states: done, as tgt answers it. START alone: a file is always spinning.
+    if flags >> 4 or not flags & _LOEJ:
+        return b""
+    if unit.removal_prevented:  # loading too, as libiscsi's PreventAllow.Eject expects
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.MEDIUM_REMOVAL_PREVENTED)
+    unit.medium_loaded = bool(flags & _START)
     return b""
 
 
 def _prevent_allow(unit: UnitState, request: ScsiRequest) -> DataBuffer:
-    if request.cdb[4] & 0x03 > 1:  # only medium removal, no changer
+    prevent = request.cdb[4] & _PREVENT
+    if prevent > 1:  # only medium removal, no changer
         raise invalid_field()
+    if not unit.removable:
+        return b""  # a fixed disk: nothing to hold in
+    if prevent:
+        unit.removal_prevented.add(request.nexus)
+    else:
+        unit.removal_prevented.discard(request.nexus)
     return b""
 
 

@@ -29,6 +29,10 @@ class UnitState:
     backstore: Backstore
     identity: UnitIdentity
     write_cache: bool = True  # WCE of the caching mode page: write-back until SYNCHRONIZE CACHE
+    removable: bool = False  # RMB: START STOP UNIT may eject and load the medium
+    medium_loaded: bool = True  # False once ejected: medium access is NOT READY
+    # The I_T nexuses whose PREVENT ALLOW MEDIUM REMOVAL holds the medium in (SPC-4 6.13)
+    removal_prevented: set[str] = field(default_factory=set)
     reservation: str | None = None  # the I_T nexus holding RESERVE (6)
     unit_attentions: dict[str, list[int]] = field(default_factory=dict)  # nexus -> ASC/ASCQs
     persistent: PersistentReservations = field(default_factory=PersistentReservations)

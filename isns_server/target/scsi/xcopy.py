@@ -85,6 +85,8 @@ def extended_copy(unit: UnitState, request: ScsiRequest) -> ScsiResult:
         source, destination = targets.get(segment.source), targets.get(segment.destination)
         if source is None or destination is None:
             raise _copy_aborted(AdditionalSense.UNREACHABLE_COPY_TARGET)
+        if not (source.medium_loaded and destination.medium_loaded):  # a medium is out
+            raise _copy_aborted(AdditionalSense.UNREACHABLE_COPY_TARGET)
         if destination.backstore.read_only:
             raise _sense(AdditionalSense.WRITE_PROTECTED, SenseKey.DATA_PROTECT)
         if (

@@ -39,6 +39,16 @@ def test_the_design_contract_example_is_accepted() -> None:
     assert config.slp.interfaces == ("127.0.0.1",)
 
 
+def test_a_lun_is_fixed_unless_declared_removable() -> None:
+    config = parse_config(
+        "targets:\n - name: iqn.2026-11.a.b:c\n"
+        "   luns: [{lun: 0, path: a}, {lun: 1, path: b.iso, read_only: true, removable: true}]\n"
+    )
+    fixed, cartridge = config.targets[0].luns
+    assert not fixed.removable
+    assert cartridge.removable and cartridge.read_only
+
+
 def test_no_file_and_empty_file_give_the_safe_defaults() -> None:
     for config in (load_config(None), parse_config("")):
         assert config == Config()
@@ -111,6 +121,11 @@ def test_listen_addresses_take_the_sections_default_port_and_ipv6_brackets() -> 
             "targets[0].luns[1].path: 'a' is used by another LUN",
         ),
         ("portal:\n  nop_in_timeout: 0\n", "line 2: portal.nop_in_timeout: expected at least 1"),
+        (
+            "targets:\n - name: iqn.2026-11.a.b:c\n"
+            "   luns:\n     - {lun: 0, path: a, removable: maybe}\n",
+            "line 4: targets[0].luns[0].removable: expected true or false",
+        ),
         ("isns: {\n", "not valid YAML"),
     ],
 )

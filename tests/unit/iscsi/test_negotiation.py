@@ -145,16 +145,17 @@ CRC_ONLY = NegotiationPolicy(header_digest=(Digest.CRC32C,))
         ("MaxBurstLength", "1048576", LOW_BURST, "65536"),
         ("FirstBurstLength", "262144", LOW_BURST, "16384"),
         ("DefaultTime2Retain", "0", None, "0"),
-        ("MaxOutstandingR2T", "16", None, "1"),
+        ("MaxOutstandingR2T", "16", None, "8"),
+        ("MaxOutstandingR2T", "2", None, "2"),
         ("MaxConnections", "8", None, "1"),
         ("ErrorRecoveryLevel", "2", None, "0"),
         # Maximum
         ("DefaultTime2Wait", "0", None, "2"),
         ("DefaultTime2Wait", "10", None, "10"),
         # OR
-        ("InitialR2T", "No", None, "Yes"),
-        ("InitialR2T", "No", NegotiationPolicy(initial_r2t=False), "No"),
-        ("InitialR2T", "Yes", NegotiationPolicy(initial_r2t=False), "Yes"),
+        ("InitialR2T", "No", None, "No"),
+        ("InitialR2T", "No", NegotiationPolicy(initial_r2t=True), "Yes"),
+        ("InitialR2T", "Yes", None, "Yes"),
         ("DataPDUInOrder", "No", None, "Yes"),
         ("DataSequenceInOrder", "No", NegotiationPolicy(data_sequence_in_order=False), "No"),
         # AND

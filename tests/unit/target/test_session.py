@@ -379,3 +379,19 @@ def test_a_failing_disk_fails_the_command_with_medium_error(tmp_path: Path) -> N
     )
     assert isinstance(response, ScsiResponse) and response.status == 2  # CHECK CONDITION
     assert response.data[2 + 2] & 0x0F == 0x03  # MEDIUM ERROR
+
+
+def test_writes_past_the_session_budget_get_task_set_full(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))
+    blocks = 32768  # 16 MiB: the largest write a command may announce
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0]) + blocks.to_bytes(2, "big") + bytes(7)
+    write = ScsiCommand(write=True, final=True, expected_data_transfer_length=blocks * 512, cdb=cdb)
+    for itt in range(4):  # 64 MiB waiting for Data-Out: the budget
+        step = session.receive(dataclasses.replace(write, itt=itt, cmdsn=10 + itt), NOW)
+        assert isinstance(step.pdus[0], R2T)
+    full = one(session.receive(dataclasses.replace(write, itt=9, cmdsn=14), NOW))
+    assert isinstance(full, ScsiResponse) and full.status == 0x28  # TASK SET FULL
+    abort = TaskManagementRequest(immediate=True, function=2, itt=20, cmdsn=15)  # ABORT TASK SET
+    session.receive(abort, NOW)
+    again = session.receive(dataclasses.replace(write, itt=10, cmdsn=15), NOW)
+    assert isinstance(again.pdus[0], R2T)  # the budget was given back

@@ -121,6 +121,16 @@ def test_only_the_destination_must_be_writable() -> None:
     assert sense_of(xcopy(target, 1, cscds, [(1, 0, 1, 0, 0)])) == (0x07, 0x27, 0x00)
 
 
+def test_an_ejected_medium_is_unreachable() -> None:
+    removable = LogicalUnit(MemoryBackstore(64 * BLOCK), UnitIdentity(TARGET, 1, 1), removable=True)
+    target = ScsiTarget({0: unit(0), 1: removable})
+    eject = bytes([0x1B, 0, 0, 0, 0x02, 0])  # START STOP UNIT, LOEJ=1 START=0
+    assert target.execute(lun_field(1), eject).status == ScsiStatus.GOOD
+    cscds = [cscd(naa(target, 0)), cscd(naa(target, 1))]
+    for segment in ((0, 1, 1, 0, 0), (1, 0, 1, 0, 0)):
+        assert sense_of(xcopy(target, 0, cscds, [segment])) == (0x0A, 0x08, 0x04)
+
+
 def test_the_destination_reservation_applies(target: ScsiTarget) -> None:
     assert target.execute(lun_field(1), bytes([0x16, 0, 0, 0, 0, 0]), nexus=B).status == 0
     write(target, 0, 0, b"x" * BLOCK)
