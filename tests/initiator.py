@@ -1,6 +1,7 @@
 """A raw iSCSI initiator over a blocking socket, for tests that need to send exactly the
 bytes they choose (bad input) or check exactly what comes back."""
 
+import itertools
 import socket
 from typing import Any
 
@@ -9,12 +10,18 @@ from isns_server.target.iscsi.constants import LoginStage
 from isns_server.target.iscsi.pdu import LoginRequest, LoginResponse, Pdu
 from isns_server.target.iscsi.text import decode_text, encode_text
 
-ISID = bytes.fromhex("400001370000")
+ISID = bytes.fromhex("400001370000")  # for a test that needs the same I_T nexus again
 Pair = tuple[str, str]
+_session_numbers = itertools.count()
 
 
 class RawInitiator:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, isid: bytes | None = None
+    ) -> None:
+        """Each initiator its own ISID unless told: the same one would reinstate the
+        session of another (RFC 3720 5.3.5)."""
+        self.isid = isid or bytes.fromhex("40000138") + next(_session_numbers).to_bytes(2, "big")
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.reader = PduReader(max_recv_data_segment_length=1 << 24)
         self.digests = (False, False)
@@ -56,7 +63,7 @@ class RawInitiator:
             "transit": True,
             "csg": LoginStage.LOGIN_OPERATIONAL_NEGOTIATION,
             "nsg": LoginStage.FULL_FEATURE_PHASE,
-            "isid": ISID,
+            "isid": self.isid,
             "itt": 1,
             "cmdsn": 1,
             "data": encode_text(pairs),

@@ -10,6 +10,14 @@ from pathlib import Path
 
 import yaml
 
+# The code under test is this checkout's, even when pytest runs from elsewhere and an
+# older copy is installed in site-packages.
+_ROOT = str(Path(__file__).resolve().parents[1])
+THIS_CHECKOUT = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])),
+}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now and also free for UDP."""
@@ -71,6 +79,7 @@ class OurServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "isns_server", "--config", str(config)],
+                env=THIS_CHECKOUT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -181,6 +190,7 @@ class DiscoveryAgentProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "discovery_agent", "--config", str(self.config)],
+                env=THIS_CHECKOUT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

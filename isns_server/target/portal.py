@@ -6,6 +6,7 @@ from typing import cast
 
 from ..netaddr import peer_text
 from .connection import Connection, PortalServices, PortalSettings
+from .scatter import ScatterWriter
 from .scsi import ScsiResult
 from .tasks import ScsiTask
 from .workers import UnitWorkers
@@ -28,11 +29,13 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self._flush_soon = False  # a flush is scheduled for tasks that ended
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._writer: ScatterWriter | None = None
         self._connection: Connection | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        self._writer = ScatterWriter(self._transport)
         self._open_set.add(self._transport)
         peer = peer_text(transport.get_extra_info("peername"))
         self._connection = Connection(self._services, self._settings, peer, self._loop.time(), self)
@@ -57,9 +60,11 @@ class PortalProtocol(asyncio.BufferedProtocol):
             self._timer.cancel()
         if self._transport is not None:
             self._open_set.discard(self._transport)
+        if self._writer is not None:
+            self._writer.close()
         if self._connection is not None:
             self._connection.connection_lost()
-        self._transport = self._connection = self._timer = None
+        self._transport = self._writer = self._connection = self._timer = None
 
     def pause_writing(self) -> None:
         # The initiator is not reading what we send: stop reading what it sends.
@@ -94,7 +99,8 @@ class PortalProtocol(asyncio.BufferedProtocol):
             return
         pieces = connection.data_to_send()
         if pieces:
-            transport.writelines(pieces)
+            assert self._writer is not None
+            self._writer.write(pieces)
         if connection.closing is not None:
             transport.close()  # after the queued data is written
         else:

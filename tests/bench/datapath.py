@@ -1,17 +1,21 @@
 """Block data path: our portal against tgt's `tgtd`, side by side in one run.
 
-    python -m tests.bench.datapath [--seconds 10] [--size 1GiB]
+    python -m tests.bench.datapath [--seconds 10] [--size 1GiB] [--rounds 3]
 
-Both serve the same kind of LUN: a sparse file of --size in a temporary directory,
-preallocated with zeros so neither measures block allocation. Reads are measured with
+Both serve the same kind of LUN: a file of --size in a temporary directory, allocated
+up front (posix_fallocate) so neither measures block allocation. Reads are measured with
 libiscsi's `iscsi-perf` (64 KiB sequential at queue depth 32, 4 KiB random at 32 and 1),
 writes with `qemu-img bench -w` (64 KiB and 4 KiB, queue depth 32 and 1; qemu-img bench
-is sequential only). Everything is on 127.0.0.1; every run is bounded by --seconds or a
-request count. Quote the ratios: absolute numbers depend on the machine.
+is sequential only). Each workload runs --rounds times on each target, alternating, and
+the table shows the medians: on a shared machine one run can be off by half. Everything
+is on 127.0.0.1; every run is bounded by --seconds or a request count. Quote the ratios:
+absolute numbers depend on the machine.
 """
 
 import argparse
+import os
 import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -115,11 +119,11 @@ class Tgtd:
             self.process.wait()
 
 
-def run(workdir: Path, seconds: float, size: int) -> list[tuple[str, float, float]]:
+def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[tuple[str, float, float]]:
     ours_lun, tgt_lun = workdir / "ours.img", workdir / "tgt.img"
     for path in (ours_lun, tgt_lun):
         with path.open("wb") as file:
-            file.truncate(size)
+            os.posix_fallocate(file.fileno(), 0, size)
     ours = OurServer(workdir / "ours")
     (workdir / "ours").mkdir()
     port = ours.enable_portal()
@@ -135,14 +139,17 @@ def run(workdir: Path, seconds: float, size: int) -> list[tuple[str, float, floa
     rows = []
     try:
         for workload in WORKLOADS:
-            rates = {}
-            for name, url in urls.items():
-                if workload.tool == "read":
-                    rates[name] = iscsi_perf(url, workload, seconds)
-                else:
-                    rates[name] = qemu_bench(url, workload, seconds, size)
-            rows.append((workload.name, rates["ours"], rates["tgtd"]))
-            print(f"{workload.name}: ours {rates['ours']:.0f}/s tgtd {rates['tgtd']:.0f}/s")
+            rates: dict[str, list[float]] = {name: [] for name in urls}
+            for _ in range(rounds):
+                for name, url in urls.items():
+                    if workload.tool == "read":
+                        rates[name].append(iscsi_perf(url, workload, seconds))
+                    else:
+                        rates[name].append(qemu_bench(url, workload, seconds, size))
+            ours_rate, tgt_rate = (statistics.median(rates[name]) for name in urls)
+            rows.append((workload.name, ours_rate, tgt_rate))
+            every = "; ".join(f"{n} " + " ".join(f"{r:.0f}" for r in rates[n]) for n in urls)
+            print(f"{workload.name}: {every} (requests/s)")
     finally:
         tgt.stop()
         ours.stop()
@@ -153,9 +160,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--size", default="1GiB")
+    parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datapath-") as directory:
-        rows = run(Path(directory), options.seconds, parse_size(options.size))
+        rows = run(Path(directory), options.seconds, parse_size(options.size), options.rounds)
     print("\n| workload | ours | tgtd | ours / tgtd |\n|---|---|---|---|")
     for name, ours, tgt in rows:
         size = 65536 if "64 KiB" in name else 4096

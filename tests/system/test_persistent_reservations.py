@@ -10,7 +10,7 @@ from pathlib import Path
 from isns_server.target.iscsi.constants import ScsiStatus
 from isns_server.target.iscsi.pdu import DataIn, ScsiCommand, ScsiResponse
 
-from ..initiator import RawInitiator
+from ..initiator import ISID, RawInitiator
 from ..processes import OurServer
 
 TARGET = "iqn.2026-11.org.example.test:disk1"
@@ -23,7 +23,7 @@ APTPL = 0x01
 
 class Session:
     def __init__(self, port: int) -> None:
-        self.initiator = RawInitiator(port)
+        self.initiator = RawInitiator(port, isid=ISID)  # one nexus across restarts
         self.initiator.enter_full_feature(*NORMAL)
         self.cmdsn = 1
 

@@ -75,9 +75,12 @@ def _exact_data_out(request: ScsiRequest, length: int) -> None:
         raise invalid_field()
 
 
-def _durable(unit: UnitState, cdb: bytes) -> None:
-    """Write-through, or FUA (not in 6-byte CDBs): on stable storage before GOOD."""
-    if not unit.write_cache or (cdb[0] >> 5 and cdb[1] & _FUA):
+def _durable(unit: UnitState, cdb: bytes, fua_bit: bool = True) -> None:
+    """Write-through, or FUA (not in 6-byte CDBs): on stable storage before GOOD.
+    `fua_bit` False for a CDB without FUA, where bit 3 of byte 1 means something else
+    (WRITE SAME (10) and (16): UNMAP; a flush per unmap made each one an fdatasync)."""
+    fua = fua_bit and cdb[0] >> 5 and cdb[1] & _FUA
+    if not unit.write_cache or fua:
         unit.backstore.flush()
 
 
@@ -204,7 +207,7 @@ def write_same(unit: UnitState, request: ScsiRequest) -> ScsiResult:
         for start in range(lba, lba + count, _SAME_CHUNK_BLOCKS):
             blocks = min(_SAME_CHUNK_BLOCKS, lba + count - start)
             unit.backstore.write(start * BLOCK_SIZE, block * blocks)
-    _durable(unit, cdb)
+    _durable(unit, cdb, fua_bit=False)  # no FUA in WRITE SAME: bit 3 is UNMAP
     return ScsiResult(data_out_length=length)
 
 

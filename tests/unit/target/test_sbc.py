@@ -64,6 +64,30 @@ def test_fua_and_synchronize_cache_flush(target: ScsiTarget) -> None:
     assert sense_of(target.execute(0, cdb(0x35, 0, 0, 0, 0x10, 0))) == (0x05, 0x21, 0x00)
 
 
+class CountingFlushes(MemoryBackstore):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+@pytest.mark.parametrize("write_cache", [True, False])
+def test_write_same_flushes_only_when_write_through(write_cache: bool) -> None:
+    """WRITE SAME has no FUA: bit 3 of its byte 1 is UNMAP, which must not cost an
+    fdatasync on a write-back unit (libiscsi's WriteSame*.Unmap send hundreds)."""
+    store = CountingFlushes(SIZE)
+    target = ScsiTarget({0: LogicalUnit(store, UnitIdentity(TARGET, 1, 0), write_cache)})
+    unmap_10 = cdb(0x41, 0x08, 0, 0, 0, 0, 0, 0, 8)
+    unmap_16 = struct.pack(">BBQIxx", 0x93, 0x08, 0, 8)
+    for same in (unmap_10, unmap_16, struct.pack(">BBQIxx", 0x93, 0, 0, 8)):
+        assert target.execute(0, same, bytes(BLOCK)).status == ScsiStatus.GOOD
+    assert store.flushes == (0 if write_cache else 3)
+    assert target.execute(0, rw16(0x8A, 0, 1, flags=0x08), bytes(BLOCK)).status == 0
+    assert store.flushes == (1 if write_cache else 4)  # WRITE (16) with FUA
+
+
 def test_a_short_data_out_writes_only_whole_blocks_sent(target: ScsiTarget) -> None:
     target.execute(0, rw16(0x8A, 0, 2), b"\xff" * 2 * BLOCK)
     result = target.execute(0, rw16(0x8A, 0, 2), bytes(BLOCK))
