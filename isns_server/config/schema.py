@@ -120,6 +120,13 @@ class PortalSection:
         default=30, metadata=_help("seconds of silence before a NOP-In ping; 0: never ping")
     )
     nop_in_timeout: int = field(default=15, metadata=_help("seconds, at least 1"))
+    pin_cpu: bool = field(
+        default=True,
+        metadata=_help(
+            "run the event loop and the LUN workers on one CPU (cheap thread hand-offs,"
+            " above all on virtual machines); false: let the kernel place them"
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

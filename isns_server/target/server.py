@@ -13,8 +13,10 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from ..config import Config, ListenAddress
 from ..registry import Registry, TargetPortal
 from ..service.server import listen_problem
+from .affinity import pin_to_one_cpu
 from .connection import PortalSettings
 from .directory import PortalDirectory
+from .heap import keep_freed_buffers
 from .iscsi.login import LoginPolicy
 from .local_targets import chap_policy, close_local_targets, open_local_targets
 from .portal import PortalProtocol
@@ -41,6 +43,13 @@ class PortalServer:
     async def start(self) -> None:
         """Raises ListenError or BackstoreError with the administrator's explanation."""
         portal = self.config.portal
+        keep_freed_buffers()
+        if portal.pin_cpu and any(target.luns for target in self.config.targets):
+            cpu = pin_to_one_cpu()
+            if cpu is not None:
+                log.info(
+                    "portal: event loop and LUN workers pinned to CPU %d (portal.pin_cpu)", cpu
+                )
         targets = open_local_targets(
             self.config.targets, PORTAL_GROUP_TAG, self.config.data_dir / "reservations"
         )

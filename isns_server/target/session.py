@@ -381,12 +381,15 @@ class FullFeatureSession:
             refused = CheckCondition(SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_FIELD_IN_CDB)
             step.pdus += self._respond(command, refused.result())
             return
-        if length and self._write_bytes_held() + length > _WRITE_BUDGET:
+        if not length:  # no Data-Out to wait for (any data sent with it is dropped)
+            self._start(command, bytearray(), step)
+            return
+        if self._write_bytes_held() + length > _WRITE_BUDGET:
             step.pdus += self._respond(command, ScsiResult(ScsiStatus.TASK_SET_FULL))
             return
         transfer = DataOutTransfer(command, length, self._data_out_limits)
         if transfer.complete:
-            self._start(transfer, step)
+            self._start(command, transfer.buffer, step)
         else:
             self._transfers[command.itt] = transfer
             step.pdus += self._r2ts(transfer)
@@ -418,7 +421,7 @@ class FullFeatureSession:
             step.pdus += self._respond(transfer.command, failed.result())
         elif transfer.complete:
             del self._transfers[pdu.itt]
-            self._start(transfer, step)
+            self._start(transfer.command, transfer.buffer, step)
         else:
             step.pdus += self._r2ts(transfer)
 
@@ -439,9 +442,9 @@ class FullFeatureSession:
             for burst in transfer.next_bursts(self._new_tag)
         ]
 
-    def _start(self, transfer: DataOutTransfer, step: SessionStep) -> None:
+    def _start(self, command: ScsiCommand, data_out: bytearray, step: SessionStep) -> None:
         assert self._scsi is not None
-        task = ScsiTask(transfer.command, transfer.buffer, self._scsi, self.nexus)
+        task = ScsiTask(command, data_out, self._scsi, self.nexus)
         self._tasks.start(task)
         step.tasks.append(task)
 

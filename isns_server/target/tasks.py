@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .iscsi.pdu import Pdu, ScsiCommand
-from .scsi import LogicalUnit, ScsiResult, ScsiTarget
+from .scsi import LogicalUnit, ScsiResult, ScsiTarget, WouldBlock, may_run_now
 from .scsi.constants import AdditionalSense, SenseKey
 from .scsi.sense import CheckCondition
 
@@ -33,16 +33,38 @@ class ScsiTask:
         return self.command.itt
 
     @property
+    def reorderable(self) -> bool:
+        """It changes nothing (a read, an INQUIRY): it may pass or be passed by others
+        like it, never by anything else (SAM-5 8.6: SIMPLE tasks)."""
+        return may_run_now(self.command.full_cdb[0])
+
+    @property
     def unit(self) -> LogicalUnit | None:
         """The unit that runs it; None: the target answers (REPORT LUNS, absent LUNs)."""
         return self.target.unit(self.command.lun)
 
     def execute(self) -> ScsiResult:
-        """Runs the command; may block on the disk, so never on the event loop. A failing
-        disk or a fault of ours fails this command only (SPC-4 4.5.6)."""
+        """Runs the command; it may block on the disk, so never on the event loop."""
+        return self._execute(nowait=False)
+
+    def execute_now(self) -> ScsiResult | None:
+        """Runs the command if it need not wait for the disk (a read the page cache
+        holds, a command that touches no medium); None: it changed nothing, run it with
+        `execute` instead."""
+        try:
+            return self._execute(nowait=True)
+        except WouldBlock:
+            return None
+
+    def _execute(self, nowait: bool) -> ScsiResult:
+        """A failing disk or a fault of ours fails this command only (SPC-4 4.5.6)."""
         command = self.command
         try:
-            return self.target.execute(command.lun, command.full_cdb, self.data_out, self.nexus)
+            return self.target.execute(
+                command.lun, command.full_cdb, self.data_out, self.nexus, nowait
+            )
+        except WouldBlock:
+            raise  # for execute_now: nothing happened
         except OSError as error:
             log.error(
                 "%s: LUN %#x: command %#04x failed: %s; answered MEDIUM ERROR: check the"

@@ -2,8 +2,12 @@
 
 A unit's commands run one at a time, in the order they arrived: the unit's state
 (reservations, unit attentions, COMPARE AND WRITE) needs no locks, and a stalled disk
-stalls only its own LUN while the portal, iSNS and SLP keep answering. Results go back
-to the event loop in batches: one wake-up for however many finished meanwhile.
+stalls only its own LUN while the portal, iSNS and SLP keep answering. A command that
+need not wait for the disk (a read the page cache holds, an INQUIRY) runs at once on the
+event loop, saving two thread hand-offs, unless a command that changes something (a
+write, a reservation) is queued for its unit: reads may pass reads, nothing passes a
+write. Results go back to the event loop in batches: one wake-up for however many
+finished meanwhile.
 """
 
 import asyncio
@@ -27,30 +31,28 @@ class UnitWorkers:
         self._loop = loop
         self._queues: dict[LogicalUnit, SimpleQueue[_Job | None]] = {}
         self._threads: list[threading.Thread] = []
-        self._finished: deque[tuple[ScsiTask, ScsiResult, Done]] = deque()
+        # Queued or running commands that change something, by unit; event loop only
+        self._barriers: dict[LogicalUnit, int] = {}
+        self._finished: deque[tuple[LogicalUnit, ScsiTask, ScsiResult, Done]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
 
     def submit(self, task: ScsiTask, done: Done) -> None:
-        """Runs `task` on its unit's worker, or here if no unit holds its LUN (nothing
-        there touches a disk); `done` gets the result on the event loop."""
+        """Runs `task` now if it need not wait for the disk and no change is ahead of it,
+        else on its unit's worker; `done` gets the result on the event loop."""
         unit = task.unit
-        if unit is None:
+        if unit is None:  # the target answers (REPORT LUNS, absent LUNs): no disk there
             done(task, task.execute())
             return
-        queue = self._queues.get(unit)
-        if queue is None:
-            queue = self._queues[unit] = SimpleQueue()
-            identity = unit.state.identity
-            thread = threading.Thread(
-                target=self._work,
-                args=(queue,),
-                name=f"lun {identity.lun} of {identity.target_name}",
-                daemon=True,  # a hung disk must not keep the process from exiting
-            )
-            thread.start()
-            self._threads.append(thread)
-        queue.put((task, done))
+        reorderable = task.reorderable
+        if reorderable and not self._barriers.get(unit):
+            result = task.execute_now()
+            if result is not None:
+                done(task, result)
+                return
+        if not reorderable:
+            self._barriers[unit] = self._barriers.get(unit, 0) + 1
+        self._queue(unit).put((task, done))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
@@ -67,12 +69,27 @@ class UnitWorkers:
         self._queues.clear()
         self._threads.clear()
 
-    def _work(self, queue: "SimpleQueue[_Job | None]") -> None:
+    def _queue(self, unit: LogicalUnit) -> "SimpleQueue[_Job | None]":
+        queue = self._queues.get(unit)
+        if queue is None:
+            queue = self._queues[unit] = SimpleQueue()
+            identity = unit.state.identity
+            thread = threading.Thread(
+                target=self._work,
+                args=(unit, queue),
+                name=f"lun {identity.lun} of {identity.target_name}",
+                daemon=True,  # a hung disk must not keep the process from exiting
+            )
+            thread.start()
+            self._threads.append(thread)
+        return queue
+
+    def _work(self, unit: LogicalUnit, queue: "SimpleQueue[_Job | None]") -> None:
         while (job := queue.get()) is not None:
             task, done = job
             result = task.execute()
             with self._lock:
-                self._finished.append((task, result, done))
+                self._finished.append((unit, task, result, done))
                 wake, self._wake_pending = not self._wake_pending, True
             if wake:
                 try:
@@ -84,5 +101,7 @@ class UnitWorkers:
         with self._lock:
             finished, self._finished = self._finished, deque()
             self._wake_pending = False
-        for task, result, done in finished:
+        for unit, task, result, done in finished:
+            if not task.reorderable:
+                self._barriers[unit] -= 1
             done(task, result)

@@ -6,6 +6,7 @@ so a Data-In or Data-Out buffer is never copied on the way.
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import stat
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 
 class BackstoreError(Exception):
     """A LUN's storage cannot be used; the message says which file and what to change."""
+
+
+class WouldBlock(Exception):
+    """A call made with `nowait` would have waited for the disk; it did nothing."""
 
 
 class Backstore(Protocol):
@@ -35,7 +40,10 @@ class Backstore(Protocol):
         """Unmapped blocks read as zeros and take no space (SBC-3 4.7.3)."""
         ...
 
-    def read_into(self, offset: int, buffer: memoryview) -> None: ...
+    def read_into(self, offset: int, buffer: memoryview, nowait: bool = False) -> None:
+        """Fill `buffer` from `offset`; with `nowait`, only from memory (the page cache),
+        else raise WouldBlock."""
+        ...
 
     def write(self, offset: int, data: bytes | memoryview) -> None: ...
 
@@ -89,7 +97,7 @@ class MemoryBackstore:
     def thin(self) -> bool:
         return False
 
-    def read_into(self, offset: int, buffer: memoryview) -> None:
+    def read_into(self, offset: int, buffer: memoryview, nowait: bool = False) -> None:
         buffer[:] = self._data[offset : offset + len(buffer)]
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
@@ -120,6 +128,7 @@ class FileBackstore:
         """`size` 0 keeps the file's own size; `where` names the LUN in the configuration."""
         self.path = path
         self._read_only = read_only
+        self._nowait_reads = hasattr(os, "RWF_NOWAIT")
         if size % BLOCK_SIZE:
             raise BackstoreError(
                 f"{where}.size: {size} bytes is not a multiple of the {BLOCK_SIZE}-byte block"
@@ -191,10 +200,30 @@ class FileBackstore:
     def thin(self) -> bool:
         return self._regular
 
-    def read_into(self, offset: int, buffer: memoryview) -> None:
+    def read_into(self, offset: int, buffer: memoryview, nowait: bool = False) -> None:
+        if nowait:
+            self._read_cached(offset, buffer)
+            return
         done = os.preadv(self._fd, [buffer], offset)
         if done < len(buffer):  # only past the end of a file changed behind our back
             buffer[done:] = bytes(len(buffer) - done)
+
+    def _read_cached(self, offset: int, buffer: memoryview) -> None:
+        """RWF_NOWAIT (Linux 4.14): the page cache or nothing. A short read (part cached,
+        or the end of a file changed behind our back) is left to the blocking path."""
+        if not self._nowait_reads:
+            raise WouldBlock
+        try:
+            done = os.preadv(self._fd, [buffer], offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            raise WouldBlock from None
+        except OSError as error:
+            if error.errno != errno.EOPNOTSUPP:
+                raise
+            self._nowait_reads = False  # this file system cannot: always the worker
+            raise WouldBlock from None
+        if done < len(buffer):
+            raise WouldBlock
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)

@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterable
 
 from ..iscsi.constants import ScsiStatus
-from .backstore import Backstore
+from .backstore import Backstore, WouldBlock
 from .constants import AdditionalSense, Opcode, SenseKey, ServiceAction
 from .inquiry import UnitIdentity
 from .reservations import COMMANDS as RESERVATION_COMMANDS
@@ -22,6 +22,22 @@ from .xcopy import COMMANDS as COPY_COMMANDS
 # Commands that may pass a reservation or a unit attention (SPC-2 5.5.1, SAM-5 5.14).
 _ALWAYS_ALLOWED = frozenset({Opcode.INQUIRY, Opcode.REPORT_LUNS, Opcode.REQUEST_SENSE})
 _PASS_RESERVATION = _ALWAYS_ALLOWED | {Opcode.RELEASE_6}
+# What may run with ScsiRequest.nowait: commands that never touch the medium, and reads,
+# which pass `nowait` on to the backstore. Checked before anything changes (a unit
+# attention is reported once), so a refused command runs again unharmed.
+_NOWAIT = _ALWAYS_ALLOWED | {
+    Opcode.TEST_UNIT_READY,
+    Opcode.MODE_SENSE_6,
+    Opcode.MODE_SENSE_10,
+    Opcode.READ_CAPACITY_10,
+    Opcode.MAINTENANCE_IN,
+    Opcode.PERSISTENT_RESERVE_IN,
+    Opcode.RECEIVE_COPY_RESULTS,
+    Opcode.READ_6,
+    Opcode.READ_10,
+    Opcode.READ_12,
+    Opcode.READ_16,
+}
 # Answered NOT READY, MEDIUM NOT PRESENT while the medium is ejected: the block commands,
 # and TEST UNIT READY, with which initiators poll for a medium
 _NEEDS_MEDIUM = frozenset(BLOCK_COMMANDS) | {(Opcode.TEST_UNIT_READY, None)}
@@ -29,6 +45,12 @@ _SERVICE_ACTION = 0x1F
 _CTDP = 0x02  # command timeouts descriptor present
 _SERVACTV = 0x01
 _TIMEOUTS = struct.pack(">HxxII", 10, 0, 0)  # no nominal or recommended timeout
+
+
+def may_run_now(opcode: int) -> bool:
+    """Whether a command with this opcode can run with ScsiRequest.nowait: it changes
+    neither the medium nor the unit's state beyond a unit attention it reports."""
+    return opcode in _NOWAIT
 
 
 def cdb_length(opcode: int) -> int:
@@ -74,8 +96,11 @@ class LogicalUnit:
         return self.state.block_count
 
     def execute(self, request: ScsiRequest) -> ScsiResult:
+        """Raises WouldBlock for a `nowait` request that may have to wait for the disk."""
         cdb = request.cdb
         state = self.state
+        if request.nowait and not may_run_now(cdb[0]):
+            raise WouldBlock
         try:
             key = self._key(cdb)
             handler = self._commands.get(key)

@@ -89,7 +89,7 @@ def read(unit: UnitState, request: ScsiRequest) -> DataBuffer:
     if count > MAX_TRANSFER_BLOCKS:
         raise invalid_field()
     buffer = bytearray(count * BLOCK_SIZE)
-    unit.backstore.read_into(lba * BLOCK_SIZE, memoryview(buffer))
+    unit.backstore.read_into(lba * BLOCK_SIZE, memoryview(buffer), request.nowait)
     return buffer
 
 

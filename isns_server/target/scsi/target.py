@@ -92,16 +92,22 @@ class ScsiTarget:
         return None if number is None else self.units.get(number)
 
     def execute(
-        self, lun: int, cdb: bytes, data_out: DataBuffer = b"", nexus: str = ""
+        self,
+        lun: int,
+        cdb: bytes,
+        data_out: DataBuffer = b"",
+        nexus: str = "",
+        nowait: bool = False,
     ) -> ScsiResult:
-        """Run `cdb` for the 8-byte LUN field `lun`, from the I_T nexus `nexus`."""
+        """Run `cdb` for the 8-byte LUN field `lun`, from the I_T nexus `nexus`; with
+        `nowait`, raise WouldBlock rather than wait for the disk (ScsiRequest)."""
         cdb = cdb.ljust(16, b"\0")  # fields past a short CDB read as zero
         unit = self.unit(lun)
         try:
             if cdb[0] == Opcode.REPORT_LUNS:
                 return ScsiResult(data=self._report_luns(cdb))
             if unit is not None:
-                return unit.execute(ScsiRequest(cdb, memoryview(data_out), nexus))
+                return unit.execute(ScsiRequest(cdb, memoryview(data_out), nexus, nowait))
             if cdb[0] == Opcode.INQUIRY:
                 return ScsiResult(data=inquiry_data(cdb, None))
             if cdb[0] == Opcode.REQUEST_SENSE:

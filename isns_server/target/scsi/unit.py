@@ -17,11 +17,14 @@ _NO_DATA = memoryview(b"")
 @dataclass(frozen=True, slots=True)
 class ScsiRequest:
     """A CDB, the Data-Out buffer the initiator sent with it, and who sent it: the I_T
-    nexus, as the initiator port name (initiator name and ISID)."""
+    nexus, as the initiator port name (initiator name and ISID). With `nowait` the caller
+    cannot wait for the disk: a command that would raises WouldBlock, having changed
+    nothing, and is then run again without it."""
 
     cdb: bytes
     data_out: memoryview = _NO_DATA
     nexus: str = ""
+    nowait: bool = False
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from isns_server.target.scsi import BackstoreError, FileBackstore, MemoryBackstore
+from isns_server.target.scsi import BackstoreError, FileBackstore, MemoryBackstore, WouldBlock
 
 WHERE = "targets[0].luns[0]"
 
@@ -83,3 +83,16 @@ def test_refresh_size_keeps_the_old_size_for_a_partial_block(
 
 def test_a_memory_backstore_keeps_its_size() -> None:
     assert MemoryBackstore(4096).refresh_size() == 4096
+
+
+def test_a_nowait_read_comes_from_the_page_cache_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"cached!!" * 128)
+    store = FileBackstore(path, 0, False, WHERE)
+    buffer = memoryview(bytearray(1024))
+    store.read_into(0, buffer, nowait=True)  # just written: in the page cache
+    assert bytes(buffer) == b"cached!!" * 128
+    store._nowait_reads = False  # as on a file system without RWF_NOWAIT
+    with pytest.raises(WouldBlock):
+        store.read_into(0, buffer, nowait=True)
+    store.close()

@@ -14,7 +14,9 @@ from isns_server.target.scsi import (
     ScsiResult,
     ScsiTarget,
     UnitIdentity,
+    WouldBlock,
 )
+from isns_server.target.scsi.constants import AdditionalSense
 
 TARGET = "iqn.2026-11.org.example.test:disk1"
 SIZE = 1 << 20
@@ -234,3 +236,14 @@ def test_write_through_unit_reports_wce_off(tmp_path: Path) -> None:
     unit = LogicalUnit(store, UnitIdentity(TARGET, 1, 0), write_cache=False)
     caching = ScsiTarget({0: unit}).execute(0, cdb(0x1A, 0x08, 0x08, 0, 255)).data
     assert not caching[6] & 0x04
+
+
+def test_nowait_refuses_before_anything_changes(target: ScsiTarget) -> None:
+    """A command that might wait for the disk raises WouldBlock before a unit attention
+    is taken or a block written, so running it again later is exact."""
+    unit = target.units[0]
+    unit.unit_attention(AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED, ["n"])
+    with pytest.raises(WouldBlock):
+        target.execute(0, rw16(0x8A, 0, 1), b"\xaa" * BLOCK, nexus="n", nowait=True)
+    assert sense_of(target.execute(0, rw16(0x88, 0, 1), nexus="n", nowait=True))[0] == 0x06
+    assert target.execute(0, rw16(0x88, 0, 1), nexus="n", nowait=True).data == bytes(BLOCK)
