@@ -70,9 +70,13 @@ class _Sequence:
 class DataOutTransfer:
     def __init__(self, command: ScsiCommand, length: int, limits: DataOutLimits) -> None:
         self.command = command
-        self.buffer = bytearray(length)
         immediate = command.data[:length]  # more than expected is dropped (overflow)
-        self.buffer[: len(immediate)] = immediate
+        self.buffer: bytearray | memoryview
+        if len(immediate) == length:  # all there: the command's own buffer, no copy
+            self.buffer = memoryview(immediate)
+        else:
+            self.buffer = bytearray(length)
+            self.buffer[: len(immediate)] = immediate
         self.received = len(immediate)  # bytes in, in offset order
         self._limits = limits
         self._sequences: deque[_Sequence] = deque()  # expected, in offset order

@@ -442,7 +442,9 @@ class FullFeatureSession:
             for burst in transfer.next_bursts(self._new_tag)
         ]
 
-    def _start(self, command: ScsiCommand, data_out: bytearray, step: SessionStep) -> None:
+    def _start(
+        self, command: ScsiCommand, data_out: bytearray | memoryview, step: SessionStep
+    ) -> None:
         assert self._scsi is not None
         task = ScsiTask(command, data_out, self._scsi, self.nexus)
         self._tasks.start(task)

@@ -23,7 +23,7 @@ Answer = Callable[[], Pdu]  # builds a deferred response when it can be sent
 @dataclass(eq=False, slots=True)
 class ScsiTask:
     command: ScsiCommand
-    data_out: bytearray  # all the Data-Out the command will get
+    data_out: bytearray | memoryview  # all the Data-Out the command will get
     target: ScsiTarget
     nexus: str  # the I_T nexus that sent it
     aborted: bool = False
