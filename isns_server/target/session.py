@@ -400,7 +400,7 @@ class FullFeatureSession:
 
     def _data_out(self, pdu: DataOut, step: SessionStep) -> None:
         transfer = self._transfers.get(pdu.itt)
-        if transfer is None:  # no R2T asked for it (unsolicited data is off: InitialR2T=Yes)
+        if transfer is None:  # no write of this session is waiting for data
             step.pdus.append(self._not_allowed(pdu))
             return
         try:
