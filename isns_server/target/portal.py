@@ -83,7 +83,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
     def wake(self) -> None:
         if not self._flush_soon:  # one write for everything queued meanwhile
             self._flush_soon = True
-            self._loop.call_soon(self._flush_queued)
+            self._workers.soon(self._flush_queued)
 
     def _task_done(self, task: ScsiTask, result: ScsiResult) -> None:
         if self._connection is not None:  # else the connection is gone: nobody to answer

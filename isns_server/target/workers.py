@@ -36,6 +36,8 @@ class UnitWorkers:
         self._finished: deque[tuple[LogicalUnit, ScsiTask, ScsiResult, Done]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
+        self._delivering = False
+        self._after_delivery: dict[Callable[[], None], None] = {}  # ordered, no repeats
 
     def submit(self, task: ScsiTask, done: Done) -> None:
         """Runs `task` now if it need not wait for the disk and no change is ahead of it,
@@ -53,6 +55,14 @@ class UnitWorkers:
         if not reorderable:
             self._barriers[unit] = self._barriers.get(unit, 0) + 1
         self._queue(unit).put((task, done))
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the event loop soon: right after the results being handed
+        out now, when called from a `done` (one write for a batch, no extra loop pass)."""
+        if self._delivering:
+            self._after_delivery[callback] = None
+        else:
+            self._loop.call_soon(callback)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
@@ -101,7 +111,14 @@ class UnitWorkers:
         with self._lock:
             finished, self._finished = self._finished, deque()
             self._wake_pending = False
-        for unit, task, result, done in finished:
-            if not task.reorderable:
-                self._barriers[unit] -= 1
-            done(task, result)
+        self._delivering = True
+        try:
+            for unit, task, result, done in finished:
+                if not task.reorderable:
+                    self._barriers[unit] -= 1
+                done(task, result)
+        finally:
+            self._delivering = False
+        after, self._after_delivery = self._after_delivery, {}
+        for callback in after:
+            callback()

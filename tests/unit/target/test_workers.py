@@ -70,3 +70,31 @@ async def test_a_read_waits_behind_a_write_to_its_unit_and_sees_its_data() -> No
     workers.submit(task(4, rw16(0x88, 0)), done)  # the unit is idle again: at once
     assert answers[-1][0] == 4
     await asyncio.to_thread(workers.stop)
+
+
+@pytest.mark.asyncio
+async def test_soon_from_a_result_runs_once_after_the_batch() -> None:
+    store = SlowStore()
+    target = ScsiTarget({0: LogicalUnit(store, UnitIdentity("iqn.2026-11.org.example:t", 1, 0))})
+    workers = UnitWorkers(asyncio.get_running_loop())
+    events: list[str] = []
+    all_done = asyncio.Event()
+
+    def flush() -> None:
+        events.append("flush")
+        all_done.set()
+
+    def done(task: ScsiTask, result: ScsiResult) -> None:
+        events.append(f"done {task.itt}")
+        workers.soon(flush)
+
+    for itt in (1, 2):
+        command = ScsiCommand(itt=itt, cdb=rw16(0x8A, itt), expected_data_transfer_length=BLOCK)
+        workers.submit(ScsiTask(command, bytearray(BLOCK), target, "nexus"), done)
+    await asyncio.sleep(0.05)  # both writes wait in the worker for the disk
+    store.go.set()
+    await asyncio.wait_for(all_done.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert events.count("flush") <= 2 and events[-1] == "flush"
+    assert [e for e in events if e != "flush"] == ["done 1", "done 2"]
+    await asyncio.to_thread(workers.stop)
