@@ -1,8 +1,8 @@
 """A session's SCSI tasks while their logical units run them (SAM-5 4.6, RFC 3720 10.5).
 
-A command leaves the session as a `ScsiTask`, runs on its unit's worker (workers.py) and
-comes back with its result; meanwhile task management can only mark it aborted, since a
-disk call cannot be taken back. A task management function that aborts running tasks
+A command leaves the session as a `ScsiTask`, runs at once or on its unit's worker
+(workers.py) and comes back with its result; meanwhile task management can only mark it
+aborted, since a disk call cannot be taken back. A task management function that aborts running tasks
 answers once they have all ended (10.5.1), and an aborted task is never answered.
 """
 
@@ -44,7 +44,8 @@ class ScsiTask:
         return self.target.unit(self.command.lun)
 
     def execute(self) -> ScsiResult:
-        """Runs the command; it may block on the disk, so never on the event loop."""
+        """Runs the command, waiting for the disk if it must: on a worker thread, or on
+        the event loop only when no unit holds its LUN (no disk behind it)."""
         return self._execute(nowait=False)
 
     def execute_now(self) -> ScsiResult | None:
