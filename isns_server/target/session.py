@@ -9,8 +9,9 @@ watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
 
 A write command whose data is not all immediate waits in `_transfers` for the Data-Out
 PDUs its R2Ts ask for; Data-Out is not numbered by CmdSN (3.2.2.1). A command with all
-its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller runs it off the event
-loop and hands the result to `complete`, which builds the response.
+its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller has it run (at once,
+or on its unit's worker thread) and hands the result to `complete`, which builds the
+response.
 """
 
 import logging
