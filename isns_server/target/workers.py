@@ -13,6 +13,7 @@ finished meanwhile.
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from queue import SimpleQueue
@@ -68,11 +69,15 @@ class UnitWorkers:
         """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
         for queue in self._queues.values():
             queue.put(None)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.error(
-                    "worker for %s still busy after %g s (a stalled disk?); exiting anyway",
+                    "shutdown: the worker for %s is still busy after %g s (a stalled disk?);"
+                    " exiting anyway: the commands it had not finished were never"
+                    " acknowledged to the initiator, so no acknowledged write is lost;"
+                    " check the device and the kernel log",
                     thread.name,
                     timeout,
                 )
