@@ -2,8 +2,9 @@
 
 A command leaves the session as a `ScsiTask`, runs at once or on its unit's worker
 (workers.py) and comes back with its result; meanwhile task management can only mark it
-aborted, since a disk call cannot be taken back. A task management function that aborts running tasks
-answers once they have all ended (10.5.1), and an aborted task is never answered.
+aborted, since a disk call cannot be taken back. A task management function that aborts
+running tasks answers once they have all ended (10.5.1); an aborted task is never
+answered.
 """
 
 import logging
