@@ -19,6 +19,7 @@ PACKAGES = {
     "iscsi-perf": "libiscsi-bin",
     "iscsi-readcapacity16": "libiscsi-bin",
     "qemu-img": "qemu-utils",
+    "qemu-io": "qemu-utils",
     "tgtd": "tgt",
     "tgtadm": "tgt",
     "etcd": "etcd-server",
