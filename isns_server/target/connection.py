@@ -4,8 +4,8 @@ Received bytes go into `reader` (`receive_data`, or `get_buffer`/`buffer_updated
 asyncio.BufferedProtocol); `receive(now)` then handles every complete PDU.
 `data_to_send()` gives the buffers to write, in order; once `closing` is set, write them
 and close. `deadline` and `handle_timer(now)` drive the login timeout and NOP-In pings.
-SCSI commands go to `io.start_task`, which runs them elsewhere and calls `task_done`
-with their results. Whatever is queued outside `receive` and `handle_timer` (those
+SCSI commands go to `io.start_task`, which has them run and calls `task_done` with
+their results. Whatever is queued outside `receive` and `handle_timer` (those
 results, asynchronous events, a close when a new login reinstates the session) is
 announced with `io.wake()`.
 
@@ -57,7 +57,8 @@ class PortalServices(LoginDirectory, SessionServices, Protocol):
 
 class ConnectionIo(Protocol):
     def start_task(self, task: ScsiTask) -> None:
-        """Run `task` off the event loop, then call `Connection.task_done` with its result."""
+        """Run `task` (at once if it need not wait for the disk, else on a worker thread),
+        then call `Connection.task_done` with its result."""
         ...
 
     def wake(self) -> None:
