@@ -8,9 +8,9 @@ is that the process keeps its peak buffer memory (bounded by the command window 
 per-session write budget) rather than shrinking after a burst.
 """
 
-import ctypes
-import ctypes.util
 import logging
+
+from .libc import LIBC
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,7 @@ _TRIM_THRESHOLD = 256 << 20  # free memory the heap may hold before it is trimme
 
 def keep_freed_buffers() -> None:
     """glibc only (mallopt); elsewhere the allocator is left as it is."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = getattr(LIBC, "mallopt", None)
     if mallopt is None:
         log.debug("no mallopt in this C library: freed I/O buffers go back to the kernel")
         return

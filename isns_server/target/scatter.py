@@ -34,10 +34,8 @@ class ScatterWriter:
         if self._socket is not None and not transport.get_write_buffer_size():
             try:
                 sent = self._socket.sendmsg(pieces[:_IOV_MAX])
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # a full socket, or an error the transport then meets and handles
                 sent = 0
-            except OSError:
-                sent = 0  # the transport meets the same error and closes as it should
             pieces = unsent(pieces, sent)
         if pieces:
             transport.writelines(pieces)

@@ -5,7 +5,6 @@ so a Data-In or Data-Out buffer is never copied on the way.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -13,6 +12,7 @@ import stat
 from pathlib import Path
 from typing import Protocol
 
+from ..libc import LIBC
 from .constants import BLOCK_SIZE
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,11 @@ class Backstore(Protocol):
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _punch_hole(fd: int, offset: int, length: int) -> bool:
     mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-    result = _libc.fallocate(fd, mode, ctypes.c_int64(offset), ctypes.c_int64(length))
+    result = LIBC.fallocate(fd, mode, ctypes.c_int64(offset), ctypes.c_int64(length))
     return bool(result == 0)
 
 
