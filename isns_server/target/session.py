@@ -410,16 +410,17 @@ class FullFeatureSession:
             step.close = f"{error} (task {pdu.itt:#x}; RFC 3720 6.1.4.2)"
             return
         failed = transfer.failed
-        if failed is not None:  # a lost Data-Out PDU, at ErrorRecoveryLevel 0 (6.8, 6.7 b)
+        if failed is not None:  # the initiator erred, the sequences asked for are over (6.7 b)
             del self._transfers[pdu.itt]
             log.warning(
-                "%s: %s (task %#x): a Data-Out PDU was lost; the write fails with ABORTED"
-                " COMMAND, PROTOCOL SERVICE CRC ERROR and nothing is written (RFC 3720 6.8)",
+                "%s: %s (task %#x): the write fails with ABORTED COMMAND, %s and nothing is"
+                " written (RFC 3720 10.4.7.2)",
                 self.nexus,
-                transfer.sequence_error,
+                failed.reason,
                 pdu.itt,
+                failed.sense.name.replace("_", " "),
             )
-            step.pdus += self._respond(transfer.command, failed.result())
+            step.pdus += self._respond(transfer.command, failed.condition.result())
         elif transfer.complete:
             del self._transfers[pdu.itt]
             self._start(transfer.command, transfer.buffer, step)

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from isns_server.target.iscsi.constants import RejectReason, ScsiStatus, ServiceResponse
+from isns_server.target.iscsi.constants import (
+    RESERVED_TAG,
+    RejectReason,
+    ScsiStatus,
+    ServiceResponse,
+)
 from isns_server.target.iscsi.pdu import R2T, DataIn, DataOut, Reject, ScsiCommand, ScsiResponse
 from isns_server.target.scsi.constants import AdditionalSense, SenseKey
 
@@ -263,5 +268,41 @@ def test_data_path_bad_input(
         session.close()
     still_serves(bystander, rounds)
     log = our_server.log()
-    assert "Data-Out DataSN 2, expected 1 (task 0x101): a Data-Out PDU was lost" in log
+    assert "Data-Out DataSN 2, expected 1: a PDU was lost (task 0x101): the write fails" in log
     assert "closing the connection: Data-Out with target transfer tag" in log
+
+
+def test_unexpected_unsolicited_data_fails_the_task_not_the_connection(
+    portal: int, lun_path: Path, our_server: OurServer
+) -> None:
+    """Data-Out with the reserved Target Transfer Tag for a command whose F bit said no
+    unsolicited data follows: it is dropped, the R2T still has to be answered, then the
+    command ends with CHECK CONDITION, ABORTED COMMAND, 0Ch/0Ch (RFC 3720 10.4.7.2);
+    nothing is written and the same connection goes on."""
+    session = Session(portal)
+    try:
+        kept = b"\x11" * BLOCK
+        assert session.write(6, kept).status == ScsiStatus.GOOD
+        write = session.command(
+            write16(6, 2), write=True, final=True, expected_data_transfer_length=2 * BLOCK
+        )
+        session.initiator.send(write)
+        r2t = session.initiator.receive()
+        assert isinstance(r2t, R2T) and r2t.itt == write.itt, r2t
+        assert (r2t.buffer_offset, r2t.desired_data_transfer_length) == (0, 2 * BLOCK)
+        unsolicited = DataOut(final=True, itt=write.itt, ttt=RESERVED_TAG, data=b"\x99" * BLOCK)
+        answer = DataOut(final=True, itt=write.itt, ttt=r2t.ttt, data=b"\x66" * 2 * BLOCK)
+        session.initiator.send(unsolicited)
+        session.initiator.send(answer)
+        failed = session.response()
+        assert failed.itt == write.itt and failed.status == ScsiStatus.CHECK_CONDITION
+        assert sense_of(failed) == (
+            SenseKey.ABORTED_COMMAND,
+            AdditionalSense.WRITE_ERROR_UNEXPECTED_UNSOLICITED_DATA,
+        )
+        assert lun_bytes(lun_path, 6, 2) == kept + bytes(BLOCK)
+        assert session.read(6, 2) == kept + bytes(BLOCK)  # the same connection serves on
+    finally:
+        session.close()
+    log = our_server.log()
+    assert "unsolicited Data-Out at byte 0 where none may come (task 0x102)" in log

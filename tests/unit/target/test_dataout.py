@@ -1,4 +1,4 @@
-"""Data-Out bookkeeping (RFC 3720 3.2.4.2, 10.7, 10.8, 6.7, 6.8)."""
+"""Data-Out bookkeeping (RFC 3720 3.2.4.2, 10.7, 10.8, 6.7, 6.8, 10.4.7.2)."""
 
 import dataclasses
 import itertools
@@ -79,15 +79,82 @@ def test_unsolicited_data_up_to_the_first_burst_then_r2ts_for_the_rest() -> None
     assert write.complete and bytes(write.buffer) == b"i" * 256 + b"u" * 256 + b"s" * 512
 
 
+UNSOLICITED = DataOutLimits(
+    max_burst=512, first_burst=512, initial_r2t=False, max_outstanding_r2t=1
+)
+UNEXPECTED = AdditionalSense.WRITE_ERROR_UNEXPECTED_UNSOLICITED_DATA
+NOT_ENOUGH = AdditionalSense.WRITE_ERROR_NOT_ENOUGH_UNSOLICITED_DATA
+CRC_ERROR = AdditionalSense.PROTOCOL_SERVICE_CRC_ERROR
+
+
+def fails_with(write: DataOutTransfer, sense: AdditionalSense) -> None:
+    failed = write.failed
+    assert failed is not None and failed.sense == sense
+    assert (failed.condition.key, failed.condition.code) == (SenseKey.ABORTED_COMMAND, sense)
+    assert not write.complete and r2ts(write, TTT + 100) == []  # never runs, no further R2T
+
+
 @pytest.mark.parametrize("command_final", [True, False])
-def test_no_unsolicited_data_without_initial_r2t_no_or_with_the_f_bit(command_final: bool) -> None:
-    limits = DataOutLimits(
-        max_burst=1024, first_burst=512, initial_r2t=not command_final, max_outstanding_r2t=1
-    )
-    write = DataOutTransfer(dataclasses.replace(WRITE, final=command_final), 1024, limits)
-    assert r2ts(write) == [BurstRequest(TTT, 0, 0, 1024)]
-    with pytest.raises(DataOutError, match="not asked for"):
-        write.receive(DataOut(final=True, itt=7, ttt=RESERVED_TAG, data=b"u" * 512))
+def test_unsolicited_data_without_initial_r2t_no_or_with_the_f_bit_is_unexpected(
+    command_final: bool,
+) -> None:
+    limits = dataclasses.replace(SOLICITED_ONLY, initial_r2t=not command_final)
+    command = dataclasses.replace(WRITE, final=command_final, data=b"i" * 256)
+    write = DataOutTransfer(command, 1024, limits)
+    assert r2ts(write) == [BurstRequest(TTT, 0, 256, 768)]
+    write.receive(DataOut(final=True, itt=7, ttt=RESERVED_TAG, buffer_offset=256, data=b"u" * 512))
+    assert write.failure is not None and write.failure.sense == UNEXPECTED
+    assert bytes(write.buffer) == b"i" * 256 + bytes(768)  # dropped, not written
+    assert write.failed is None and not write.complete  # the R2T's data is still coming
+    write.receive(DataOut(final=True, itt=7, ttt=TTT, buffer_offset=256, data=b"s" * 768))
+    fails_with(write, UNEXPECTED)
+    assert b"s" not in bytes(write.buffer)  # nor anything after it
+
+
+def test_unsolicited_data_after_the_unsolicited_burst_ended_is_unexpected() -> None:
+    write = DataOutTransfer(dataclasses.replace(WRITE, final=False), 1024, UNSOLICITED)
+    assert r2ts(write) == [BurstRequest(TTT, 0, 512, 512)]
+    write.receive(DataOut(final=True, itt=7, ttt=RESERVED_TAG, data=b"u" * 512))
+    assert write.failure is None
+    write.receive(DataOut(final=True, itt=7, ttt=RESERVED_TAG, buffer_offset=512, data=b"v" * 512))
+    assert write.failed is None  # the R2T asked for bytes 512.. first
+    write.receive(DataOut(final=True, itt=7, ttt=TTT, buffer_offset=512, data=b"s" * 512))
+    fails_with(write, UNEXPECTED)
+    assert bytes(write.buffer) == b"u" * 512 + bytes(512)
+
+
+@pytest.mark.parametrize("length", [1024, 384])  # FirstBurstLength, or all the data if less
+def test_an_unsolicited_burst_ending_short_is_not_enough(length: int) -> None:
+    command = dataclasses.replace(WRITE, final=False, expected_data_transfer_length=length)
+    write = DataOutTransfer(command, length, dataclasses.replace(UNSOLICITED, max_burst=256))
+    bursts = r2ts(write)
+    assert [(b.offset, b.length) for b in bursts] == ([(512, 256)] if length > 512 else [])
+    write.receive(DataOut(itt=7, ttt=RESERVED_TAG, data=b"u" * 128))
+    write.receive(DataOut(final=True, itt=7, ttt=RESERVED_TAG, datasn=1, buffer_offset=128))
+    assert write.failure is not None and write.failure.sense == NOT_ENOUGH
+    if bursts:  # the R2T's sequence must end first; the last 256 bytes are never asked for
+        assert write.failed is None and not write.complete and r2ts(write, TTT + 1) == []
+        write.receive(DataOut(final=True, itt=7, ttt=TTT, buffer_offset=512, data=b"s" * 256))
+    fails_with(write, NOT_ENOUGH)
+    assert bytes(write.buffer) == b"u" * 128 + bytes(length - 128)
+
+
+@pytest.mark.parametrize(
+    ("mistakes", "first"),
+    [
+        ((DataOut(ttt=RESERVED_TAG, data=b"u" * 512), data_out(1, 0, final=False)), UNEXPECTED),
+        ((data_out(1, 0, final=False), DataOut(ttt=RESERVED_TAG, final=True)), CRC_ERROR),
+    ],
+)
+def test_the_first_mistake_is_what_the_task_ends_with(
+    mistakes: tuple[DataOut, DataOut], first: AdditionalSense
+) -> None:
+    write = transfer()
+    for pdu in mistakes:
+        write.receive(dataclasses.replace(pdu, itt=7))
+    assert write.failed is None  # the R2T's sequence has not ended
+    write.receive(data_out(2, 512, final=True))
+    fails_with(write, first)
 
 
 @pytest.mark.parametrize(
@@ -109,13 +176,7 @@ def test_a_datasn_error_fails_the_task_once_the_sequence_is_over(
         write.receive(data_out(datasn, offset, final))
     assert write.failed is None and not write.complete
     write.receive(data_out(*last))
-    failed = write.failed
-    assert failed is not None and write.sequence_error is not None
-    assert (failed.key, failed.code) == (
-        SenseKey.ABORTED_COMMAND,
-        AdditionalSense.PROTOCOL_SERVICE_CRC_ERROR,
-    )
-    assert not write.complete and r2ts(write) == []  # never runs, no further R2T
+    fails_with(write, CRC_ERROR)
 
 
 def test_after_a_datasn_error_the_other_outstanding_sequences_are_awaited() -> None:
@@ -139,3 +200,17 @@ def test_after_a_datasn_error_the_other_outstanding_sequences_are_awaited() -> N
 def test_other_breaks_of_the_rules_are_unrecoverable(pdu: DataOut) -> None:
     with pytest.raises(DataOutError):
         transfer().receive(pdu)
+
+
+@pytest.mark.parametrize(
+    "pdu",
+    [
+        DataOut(final=True, ttt=RESERVED_TAG, data=b"u" * 1024),  # past FirstBurstLength
+        DataOut(ttt=RESERVED_TAG, data=b"u" * 512),  # no F bit at its end
+        DataOut(final=True, ttt=RESERVED_TAG, buffer_offset=256, data=b"u" * 256),  # a gap
+    ],
+)
+def test_unsolicited_data_past_or_out_of_its_burst_is_unrecoverable(pdu: DataOut) -> None:
+    write = DataOutTransfer(dataclasses.replace(WRITE, final=False), 1024, UNSOLICITED)
+    with pytest.raises(DataOutError):
+        write.receive(dataclasses.replace(pdu, itt=7))

@@ -72,6 +72,7 @@ def new_session(
     scsi: ScsiTarget | None = None,
     keepalive: KeepalivePolicy = KEEPALIVE,
     max_send: int = 8192,
+    initial_r2t: bool = True,
 ) -> FullFeatureSession:
     parameters = dataclasses.replace(
         Negotiation(NegotiationPolicy()).result(1),
@@ -79,6 +80,7 @@ def new_session(
         initiator_name=INITIATOR,
         target_name=None if discovery else DISK,
         initiator_max_recv_data_segment_length=max_send,
+        initial_r2t=initial_r2t,
     )
     login = LoginResult(
         parameters, bytes(6), tsih=5, cid=1, leading=True, cmdsn=10, statsn=100, chap_user=None
@@ -327,6 +329,57 @@ def test_data_out_out_of_sequence_fails_the_task_and_unknown_task_is_rejected(
         0x0B,
         b"\x47\x05",
     )
+
+
+def aborted_command(step: SessionStep) -> bytes:
+    """The ASC and ASCQ of a CHECK CONDITION, ABORTED COMMAND the connection outlives."""
+    response = one(step)
+    assert step.close is None and isinstance(response, ScsiResponse)
+    assert response.status == 2 and response.data[4] == 0x0B
+    return bytes(response.data[14:16])
+
+
+def reads_back_zeros(session: FullFeatureSession) -> None:
+    read = ScsiCommand(
+        read=True, itt=9, cmdsn=11, expected_data_transfer_length=1024, cdb=READ_2_BLOCKS
+    )
+    data_in = one(run_tasks(session, session.receive(read, NOW)))
+    assert isinstance(data_in, DataIn) and data_in.status == 0
+    assert bytes(data_in.data) == bytes(1024)  # the failed write wrote nothing
+
+
+def test_unexpected_unsolicited_data_fails_the_task_once_the_r2t_is_answered(
+    tmp_path: Path,
+) -> None:
+    session = new_session(scsi=scsi_target(tmp_path))  # InitialR2T=Yes: no unsolicited data
+    write = ScsiCommand(
+        write=True, itt=7, cmdsn=10, expected_data_transfer_length=1024, cdb=WRITE_2_BLOCKS
+    )
+    r2t = one(session.receive(write, NOW))
+    assert isinstance(r2t, R2T)
+    unsolicited = DataOut(final=True, itt=7, ttt=RESERVED_TAG, data=b"u" * 512)
+    assert session.receive(unsolicited, NOW) == SessionStep()  # dropped; the R2T is due
+    answer = DataOut(final=True, itt=7, ttt=r2t.ttt, data=b"s" * 1024)
+    # CHECK CONDITION, ABORTED COMMAND, UNEXPECTED UNSOLICITED DATA (RFC 3720 10.4.7.2)
+    assert aborted_command(session.receive(answer, NOW)) == b"\x0c\x0c"
+    reads_back_zeros(session)
+
+
+def test_an_unsolicited_burst_ending_short_fails_the_task(tmp_path: Path) -> None:
+    session = new_session(scsi=scsi_target(tmp_path), initial_r2t=False)
+    write = ScsiCommand(
+        write=True,
+        final=False,
+        itt=7,
+        cmdsn=10,
+        expected_data_transfer_length=1024,
+        cdb=WRITE_2_BLOCKS,
+    )
+    assert session.receive(write, NOW) == SessionStep()  # F clear: all 1024 bytes unsolicited
+    short = DataOut(final=True, itt=7, ttt=RESERVED_TAG, data=b"u" * 512)
+    # CHECK CONDITION, ABORTED COMMAND, NOT ENOUGH UNSOLICITED DATA (RFC 3720 10.4.7.2)
+    assert aborted_command(session.receive(short, NOW)) == b"\x0c\x0d"
+    reads_back_zeros(session)
 
 
 def test_abort_task_drops_a_write_waiting_for_data(tmp_path: Path) -> None:
