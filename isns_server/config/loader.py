@@ -203,6 +203,11 @@ def _check(config: Config) -> list[tuple[str, str]]:
             where = f"targets[{i}].luns[{j}]"
             if not 0 <= lun.lun < 16384:
                 problems.append((f"{where}.lun", "must be between 0 and 16383"))
+            physical = lun.physical_block_size
+            if physical not in _PHYSICAL_BLOCK_SIZES:
+                problems.append(
+                    (f"{where}.physical_block_size", f"{physical} is not 512 times a power of two")
+                )
             if str(lun.path) in paths:  # two LUNs writing one file corrupt each other
                 problems.append((f"{where}.path", f"{str(lun.path)!r} is used by another LUN"))
             paths.append(str(lun.path))
@@ -240,6 +245,8 @@ def _duplicates(pattern: str, values: list[Any]) -> list[tuple[str, str]]:
     ]
 
 
+# READ CAPACITY (16) reports 2**0..15 logical blocks of 512 bytes per physical block.
+_PHYSICAL_BLOCK_SIZES = frozenset(512 << n for n in range(16))
 _MTU_RANGE = range(512, 65001)  # RFC 2608 6.1 wants at least a minimal datagram; UDP's limit
 
 

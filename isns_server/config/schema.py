@@ -143,6 +143,12 @@ class Lun:
         default=False,
         metadata=_help("true: removable medium that initiators may eject and load again"),
     )
+    physical_block_size: int = field(
+        default=512,
+        metadata=_help(
+            "bytes, 512 times a power of two (e.g. 4096); initiators align their I/O to it"
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

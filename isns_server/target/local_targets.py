@@ -53,7 +53,12 @@ def open_local_targets(
                     saved = ReservationFile(reservations / name / f"lun{lun.lun}.json")
                 try:
                     units[lun.lun] = LogicalUnit(
-                        store, identity, lun.write_cache, saved, removable=lun.removable
+                        store,
+                        identity,
+                        lun.write_cache,
+                        saved,
+                        removable=lun.removable,
+                        physical_block_size=lun.physical_block_size,
                     )
                 except BackstoreError:  # its saved reservations are unreadable
                     store.close()

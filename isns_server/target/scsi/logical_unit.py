@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from ..iscsi.constants import ScsiStatus
 from .backstore import Backstore, WouldBlock
-from .constants import AdditionalSense, Opcode, SenseKey, ServiceAction
+from .constants import BLOCK_SIZE, AdditionalSense, Opcode, SenseKey, ServiceAction
 from .inquiry import UnitIdentity
 from .reservations import COMMANDS as RESERVATION_COMMANDS
 from .reservations import ReservationStore
@@ -68,11 +68,16 @@ class LogicalUnit:
         write_cache: bool = True,
         reservation_store: ReservationStore | None = None,
         removable: bool = False,
+        physical_block_size: int = BLOCK_SIZE,
     ) -> None:
         """`write_cache` is WCE at startup: write-back; False: every write is durable.
         `reservation_store` keeps persistent reservations across restarts (APTPL); what
-        it holds is loaded now. A `removable` medium can be ejected and loaded again."""
-        self.state = UnitState(backstore, identity, write_cache, removable)
+        it holds is loaded now. A `removable` medium can be ejected and loaded again.
+        `physical_block_size` is a power-of-two multiple of the 512-byte logical block."""
+        exponent = (physical_block_size // BLOCK_SIZE).bit_length() - 1
+        if not 0 <= exponent <= 15 or physical_block_size != BLOCK_SIZE << exponent:
+            raise ValueError(f"physical block size {physical_block_size} is not 512 << 0..15")
+        self.state = UnitState(backstore, identity, write_cache, removable, exponent)
         if reservation_store is not None:
             self.state.reservation_store = reservation_store
             self.state.persistent = reservation_store.load()

@@ -25,12 +25,7 @@ MAX_UNMAP_DESCRIPTORS = 64
 MAX_WRITE_SAME_BLOCKS = 0x8000  # 16 MiB: one command should not hold the unit for long
 MAX_COMPARE_AND_WRITE_BLOCKS = 255
 MAX_ATOMIC_BLOCKS = MAX_TRANSFER_BLOCKS  # one pwrite: no other command runs meanwhile
-# One logical block per physical block (READ CAPACITY (16)): with 8, libiscsi's
-# GetLBAStatus.UnmapSingle wants GET LBA STATUS to answer from the next physical block,
-# not from the LBA asked for as SBC-3 says. The file system's 4 KiB is advertised as the
-# optimal transfer and unmap granularities instead, which initiators align to.
-PHYSICAL_BLOCK_EXPONENT = 0
-FILE_SYSTEM_BLOCKS = 8  # 4 KiB
+FILE_SYSTEM_BLOCKS = 8  # 4 KiB: the least optimal transfer and unmap granularity
 _FUA = 0x08
 _PROTECT = 0xE0  # RDPROTECT/WRPROTECT/VRPROTECT: no protection information here
 _UNMAP = 0x08  # WRITE SAME
@@ -269,9 +264,8 @@ def read_capacity_10(unit: UnitState, request: ScsiRequest) -> DataBuffer:
 def read_capacity_16(unit: UnitState, request: ScsiRequest) -> DataBuffer:
     """Last LBA, block length, and LBPME/LBPRZ when unmapped blocks read as zeros."""
     provisioning = 0xC000 if unit.backstore.thin else 0
-    data = struct.pack(
-        ">QIxBH16x", unit.block_count - 1, BLOCK_SIZE, PHYSICAL_BLOCK_EXPONENT, provisioning
-    )
+    exponent = unit.physical_block_exponent
+    data = struct.pack(">QIxBH16x", unit.block_count - 1, BLOCK_SIZE, exponent, provisioning)
     return data[: field_value(request.cdb, 10, 4)]
 
 
@@ -291,17 +285,18 @@ def block_limits(unit: UnitState) -> bytes:
     """The Block Limits VPD page body (SBC-3 6.5.3)."""
     unmap_blocks = MAX_UNMAP_BLOCKS if unit.backstore.thin else 0
     unmap_descriptors = MAX_UNMAP_DESCRIPTORS if unit.backstore.thin else 0
+    granularity = max(FILE_SYSTEM_BLOCKS, 1 << unit.physical_block_exponent)
     return struct.pack(
         ">BBHIIIIIIIQIIIII",
         0,  # WSNZ 0: WRITE SAME with 0 blocks means up to the last LBA
         MAX_COMPARE_AND_WRITE_BLOCKS,
-        FILE_SYSTEM_BLOCKS,  # optimal transfer length granularity
+        granularity,  # optimal transfer length granularity
         MAX_TRANSFER_BLOCKS,
         MAX_TRANSFER_BLOCKS,
         MAX_TRANSFER_BLOCKS,  # maximum prefetch length
         unmap_blocks,
         unmap_descriptors,
-        FILE_SYSTEM_BLOCKS,  # optimal unmap granularity: smaller unmaps only zero
+        granularity,  # optimal unmap granularity: smaller unmaps only zero
         0,  # unmap granularity alignment, UGAVALID 0
         MAX_WRITE_SAME_BLOCKS,
         MAX_ATOMIC_BLOCKS,

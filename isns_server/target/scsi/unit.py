@@ -33,6 +33,8 @@ class UnitState:
     identity: UnitIdentity
     write_cache: bool = True  # WCE of the caching mode page: write-back until SYNCHRONIZE CACHE
     removable: bool = False  # RMB: START STOP UNIT may eject and load the medium
+    # READ CAPACITY (16): 2**n logical blocks per physical block, what initiators align to
+    physical_block_exponent: int = 0
     medium_loaded: bool = True  # False once ejected: medium access is NOT READY
     # The I_T nexuses whose PREVENT ALLOW MEDIUM REMOVAL holds the medium in (SPC-4 6.13)
     removal_prevented: set[str] = field(default_factory=set)

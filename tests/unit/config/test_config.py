@@ -47,6 +47,15 @@ def test_a_lun_is_fixed_unless_declared_removable() -> None:
     fixed, cartridge = config.targets[0].luns
     assert not fixed.removable
     assert cartridge.removable and cartridge.read_only
+    assert fixed.physical_block_size == 512
+
+
+def test_a_lun_may_have_larger_physical_blocks() -> None:
+    config = parse_config(
+        "targets:\n - name: iqn.2026-11.a.b:c\n"
+        "   luns: [{lun: 0, path: a, physical_block_size: 4096}]\n"
+    )
+    assert config.targets[0].luns[0].physical_block_size == 4096
 
 
 def test_no_file_and_empty_file_give_the_safe_defaults() -> None:
@@ -125,6 +134,11 @@ def test_listen_addresses_take_the_sections_default_port_and_ipv6_brackets() -> 
             "targets:\n - name: iqn.2026-11.a.b:c\n"
             "   luns:\n     - {lun: 0, path: a, removable: maybe}\n",
             "line 4: targets[0].luns[0].removable: expected true or false",
+        ),
+        (
+            "targets:\n - name: iqn.2026-11.a.b:c\n"
+            "   luns:\n     - {lun: 0, path: a, physical_block_size: 4000}\n",
+            "targets[0].luns[0].physical_block_size: 4000 is not 512 times a power of two",
         ),
         ("isns: {\n", "not valid YAML"),
     ],

@@ -116,6 +116,30 @@ def test_capacity_and_unit_ready(target: ScsiTarget) -> None:
     assert len(target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 12)).data) == 12
 
 
+@pytest.mark.parametrize(("physical", "exponent", "granularity"), [(4096, 3, 8), (16384, 5, 32)])
+def test_physical_block_size_is_reported_and_aligned_to(
+    tmp_path: Path, physical: int, exponent: int, granularity: int
+) -> None:
+    store = FileBackstore(tmp_path / "lun0.img", SIZE, False, "targets[0].luns[0]")
+    unit = LogicalUnit(store, UnitIdentity(TARGET, 1, 0), physical_block_size=physical)
+    target = ScsiTarget({0: unit})
+    capacity = target.execute(0, cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 32)).data
+    assert capacity[8:12] == struct.pack(">I", 512) and capacity[13] == exponent
+    limits = target.execute(0, cdb(0x12, 1, 0xB0, 0, 255)).data
+    optimal_transfer, optimal_unmap = struct.unpack_from(">H", limits, 6)[0], limits[28:32]
+    assert optimal_transfer == granularity
+    assert optimal_unmap == struct.pack(">I", granularity)
+
+
+@pytest.mark.parametrize("physical", [0, 1000, 256, 512 << 16])
+def test_a_physical_block_size_that_is_not_512_times_a_power_of_two_is_refused(
+    tmp_path: Path, physical: int
+) -> None:
+    store = FileBackstore(tmp_path / "lun0.img", SIZE, False, "targets[0].luns[0]")
+    with pytest.raises(ValueError, match="physical block size"):
+        LogicalUnit(store, UnitIdentity(TARGET, 1, 0), physical_block_size=physical)
+
+
 def test_request_sense_reports_no_sense(target: ScsiTarget) -> None:
     result = target.execute(0, cdb(0x03, 0, 0, 0, 252))
     assert result.status == ScsiStatus.GOOD and result.data[0] == 0x70 and result.data[2] == 0
