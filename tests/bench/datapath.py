@@ -13,12 +13,16 @@ is sequential only). Each workload runs --rounds times on each target, alternati
 the table shows the medians: on a shared machine one run can be off by half. Everything
 is on 127.0.0.1; every run is bounded by --seconds or a request count. Quote the ratios:
 absolute numbers depend on the machine.
+
+Beside the rates, each target's CPU time per request (all its threads, user and system,
+from /proc) and the load generator's: whether a target is slower because it spends more
+CPU per request or because it spreads less of it over the machine's CPUs.
 """
 
 import argparse
 import os
 import re
-import statistics
+import resource
 import subprocess
 import tempfile
 import time
@@ -31,6 +35,20 @@ from ..processes import OurServer, free_port, wait_for_port
 TARGET = "iqn.2026-11.org.example.bench:disk"
 INITIATOR = "iqn.2026-11.org.example.bench:initiator"
 BLOCK = 512
+
+
+@dataclass(frozen=True)
+class Measured:
+    rate: float  # requests per second
+    server_cpu: float  # seconds of CPU per request, the target's process
+    client_cpu: float  # the same, the load generator's
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ours: Measured
+    tgtd: Measured
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,32 @@ def parse_size(text: str) -> int:
         if text.endswith(unit):
             return int(text[: -len(unit)]) * factor
     return int(text)
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU the process has used so far, all threads, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(pid: int, url: str, workload: Workload, seconds: float, capacity: int) -> Measured:
+    """One run of `workload` against the target process `pid` serving `url`."""
+    server, client, started = process_cpu(pid), children_cpu(), time.monotonic()
+    if workload.tool == "read":
+        rate = iscsi_perf(url, workload, seconds)
+    else:
+        rate = qemu_bench(url, workload, seconds, capacity)
+    requests = rate * (time.monotonic() - started)
+    return Measured(
+        rate,
+        (process_cpu(pid) - server) / requests,
+        (children_cpu() - client) / requests,
+    )
 
 
 def iscsi_perf(url: str, workload: Workload, seconds: float) -> float:
@@ -122,7 +166,7 @@ class Tgtd:
             self.process.wait()
 
 
-def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[tuple[str, float, float]]:
+def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[Row]:
     ours_lun, tgt_lun = workdir / "ours.img", workdir / "tgt.img"
     for path in (ours_lun, tgt_lun):
         with path.open("wb") as file:
@@ -139,28 +183,33 @@ def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[tuple[str
     )
     ours.start()
     tgt = Tgtd(workdir, tgt_lun)
-    urls = {
-        "ours": f"iscsi://127.0.0.1:{port}/{TARGET}/1",
-        "tgtd": f"iscsi://127.0.0.1:{tgt.port}/{TARGET}/1",
+    assert ours.process is not None
+    targets = {
+        "ours": (ours.process.pid, f"iscsi://127.0.0.1:{port}/{TARGET}/1"),
+        "tgtd": (tgt.process.pid, f"iscsi://127.0.0.1:{tgt.port}/{TARGET}/1"),
     }
     rows = []
     try:
         for workload in WORKLOADS:
-            rates: dict[str, list[float]] = {name: [] for name in urls}
+            runs: dict[str, list[Measured]] = {name: [] for name in targets}
             for _ in range(rounds):
-                for name, url in urls.items():
-                    if workload.tool == "read":
-                        rates[name].append(iscsi_perf(url, workload, seconds))
-                    else:
-                        rates[name].append(qemu_bench(url, workload, seconds, size))
-            ours_rate, tgt_rate = (statistics.median(rates[name]) for name in urls)
-            rows.append((workload.name, ours_rate, tgt_rate))
-            every = "; ".join(f"{n} " + " ".join(f"{r:.0f}" for r in rates[n]) for n in urls)
+                for name, (pid, url) in targets.items():
+                    runs[name].append(measure(pid, url, workload, seconds, size))
+            rows.append(Row(workload.name, *(median(runs[name]) for name in targets)))
+            every = "; ".join(
+                f"{name} " + " ".join(f"{m.rate:.0f}" for m in measured)
+                for name, measured in runs.items()
+            )
             print(f"{workload.name}: {every} (requests/s)")
     finally:
         tgt.stop()
         ours.stop()
     return rows
+
+
+def median(runs: list[Measured]) -> Measured:
+    """The run with the median rate (its CPU figures with it)."""
+    return sorted(runs, key=lambda m: m.rate)[len(runs) // 2]
 
 
 def main() -> None:
@@ -172,14 +221,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="datapath-") as directory:
         rows = run(Path(directory), options.seconds, parse_size(options.size), options.rounds)
     print("\n| workload | ours | tgtd | ours / tgtd |\n|---|---|---|---|")
-    for name, ours, tgt in rows:
-        size = 65536 if "64 KiB" in name else 4096
-        unit = (
-            f"{ours * size / 2**20:.0f} MiB/s | {tgt * size / 2**20:.0f} MiB/s"
-            if size == 65536
-            else f"{ours:.0f} IOPS | {tgt:.0f} IOPS"
+    for row in rows:
+        ours, tgt = row.ours.rate, row.tgtd.rate
+        if "64 KiB" in row.name:
+            unit = f"{ours * 65536 / 2**20:.0f} MiB/s | {tgt * 65536 / 2**20:.0f} MiB/s"
+        else:
+            unit = f"{ours:.0f} IOPS | {tgt:.0f} IOPS"
+        print(f"| {row.name} | {unit} | {ours / tgt:.2f}x |")
+    print(
+        "\nCPU per request, µs: the target's process (all threads), the load generator's\n\n"
+        "| workload | ours | its client | tgtd | its client | ours / tgtd |\n"
+        "|---|---|---|---|---|---|"
+    )
+    for row in rows:
+        print(
+            f"| {row.name} | {row.ours.server_cpu * 1e6:.0f} | {row.ours.client_cpu * 1e6:.0f}"
+            f" | {row.tgtd.server_cpu * 1e6:.0f} | {row.tgtd.client_cpu * 1e6:.0f}"
+            f" | {row.ours.server_cpu / row.tgtd.server_cpu:.2f}x |"
         )
-        print(f"| {name} | {unit} | {ours / tgt:.2f}x |")
 
 
 if __name__ == "__main__":
