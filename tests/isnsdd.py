@@ -8,10 +8,11 @@ node's attributes. Everything here stays on 127.0.0.1: the portal in the LocalRe
 and the socket it binds.
 """
 
-import signal
 import subprocess
 import time
 from pathlib import Path
+
+from .processes import stop_process
 
 CALLOUT = """#!/bin/sh
 echo "$@" >> {log}
@@ -76,10 +77,4 @@ class DiscoveryDaemon:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)

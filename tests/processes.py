@@ -1,7 +1,6 @@
 """Start our server and open-isns' isnsd as child processes on loopback for tests and benches."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,18 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 class OurServer:
@@ -96,14 +107,7 @@ class OurServer:
 
     def stop(self) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, 15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -135,13 +139,7 @@ class OpenIsnsServer:
         wait_for_port(self.port, self.process)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
 
 
 def isnsadm(
@@ -197,14 +195,7 @@ class DiscoveryAgentProcess:
         wait_for_port(self.port, self.process)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, 15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..peers import require
-from ..processes import OurServer, free_port, wait_for_port
+from ..processes import OurServer, free_port, stop_process, wait_for_port
 
 TARGET = "iqn.2026-11.org.example.bench:disk"
 INITIATOR = "iqn.2026-11.org.example.bench:initiator"
@@ -158,12 +158,7 @@ class Tgtd:
         subprocess.run(command, check=True, capture_output=True, timeout=30)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 10)
 
 
 def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[Row]:
