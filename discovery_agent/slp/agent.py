@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Literal, NamedTuple, TypeVar
 
+from isns_server.ratelimit import TokenBuckets
+
 from .attributes import Attribute, format_attr_list, parse_attr_list
 from .codec import build_error_reply, build_message, error_reply, fit_to_budget, parse_message
 from .constants import CONFIG_MTU, MAX_MESSAGE_LENGTH, ErrorCode, Flags
@@ -156,27 +158,6 @@ class _Request:
     now: float
 
 
-class _TokenBuckets:
-    """Per-address token buckets: `rate` tokens a second up to `burst`, one per datagram.
-    Kept in least-recently-seen order and cut at `capacity`, so spoofed addresses cannot
-    grow the table; a forgotten address simply starts again with a full bucket."""
-
-    def __init__(self, rate: float, burst: int, capacity: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._capacity = capacity
-        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
-
-    def allow(self, address: str, now: float) -> bool:
-        tokens, then = self._buckets.pop(address, (self._burst, now))
-        tokens = min(self._burst, tokens + max(0.0, now - then) * self._rate)
-        allowed = tokens >= 1
-        self._buckets[address] = (tokens - 1 if allowed else tokens, now)
-        if len(self._buckets) > self._capacity:
-            del self._buckets[next(iter(self._buckets))]
-        return allowed
-
-
 def _ip(text: str) -> IPv4Address | IPv6Address | None:
     try:
         address = ipaddress.ip_address(text.strip())
@@ -280,7 +261,7 @@ class DirectoryAgent:
             max_entries=settings.max_registrations,
             max_entries_per_source=settings.max_registrations_per_source,
         )
-        self._buckets = _TokenBuckets(settings.rate, settings.burst, settings.max_tracked_sources)
+        self._buckets = TokenBuckets(settings.rate, settings.burst, settings.max_tracked_sources)
         self._next_advert = math.inf
         # Bounded so a caller that never drains cannot make it grow without end.
         self._target_changes: deque[TargetChange] = deque(maxlen=max(1, settings.max_registrations))
