@@ -355,6 +355,12 @@ def encode_attributes(attrs: Iterable[Attribute]) -> bytes:
     Raises TypeError/ValueError for a value its tag cannot carry (text too long, int out
     of range, wrong Python type...).
     """
+    return b"".join(encode_tlvs(attrs))
+
+
+def encode_tlvs(attrs: Iterable[Attribute]) -> list[bytes]:
+    """One TLV per attribute of `attrs` (see encode_attributes): a message split over
+    several PDUs is cut between them."""
     parts: list[bytes] = []
     append = parts.append
     table = _DECODE_TABLE
@@ -379,7 +385,7 @@ def encode_attributes(attrs: Iterable[Attribute]) -> bytes:
         raise TypeError(f"cannot encode {tag_name(tag)}: {exc}") from None
     except (ValueError, StructError) as exc:
         raise ValueError(f"cannot encode {tag_name(tag)}: {exc}") from None
-    return b"".join(parts)
+    return parts
 
 
 def encode_attribute(attr: Attribute) -> bytes:

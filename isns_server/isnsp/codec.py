@@ -15,7 +15,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from struct import Struct
 
-from .attributes import decode_tlvs, encode_attributes
+from .attributes import decode_tlvs, encode_tlvs
 from .constants import HEADER_LENGTH, RESPONSE_BIT, Flags, FunctionId, Status
 from .errors import MessageFormatError
 from .messages import Message
@@ -48,45 +48,66 @@ def encode_message(message: Message, max_pdu_payload: int = MAX_PDU_PAYLOAD) -> 
     """The PDUs carrying `message`, to be sent in order.
 
     Responses start with their 4-byte status; Heartbeat carries `message.payload` as is;
-    everything else carries TLVs. Payloads longer than `max_pdu_payload` are split, TLVs
-    straddling PDUs as RFC 4171 5.3 allows. Raises TypeError/ValueError for a message
-    that cannot be encoded (a bug in the caller, not a peer's fault).
+    everything else carries TLVs. Payloads longer than `max_pdu_payload` are split
+    between TLVs; only a TLV longer than `max_pdu_payload` straddles PDUs (RFC 4171 5.3
+    allows any cut, but Wireshark and others want whole TLVs in each PDU). Raises
+    TypeError/ValueError for a message that cannot be encoded (a bug in the caller, not
+    a peer's fault).
     """
     if not (0 < max_pdu_payload <= MAX_PDU_PAYLOAD and max_pdu_payload % 4 == 0):
         raise ValueError(f"max_pdu_payload {max_pdu_payload} must be a multiple of 4 in 4..65532")
+    units: list[bytes]  # the pieces a PDU may end after
     if message.function == FunctionId.HEARTBEAT:
         if message.payload is None or message.attributes:
             raise ValueError("a Heartbeat carries its payload bytes, not attributes")
         if len(message.payload) % 4:
             raise ValueError("a Heartbeat payload must be a multiple of 4 bytes")
-        body = message.payload
+        units = [message.payload]
     else:
-        body = encode_attributes(message.attributes)
+        units = encode_tlvs(message.attributes)
     if message.is_response:
         if message.status is None:
             raise ValueError(f"response 0x{message.function:04x} needs a status")
-        body = _STATUS.pack(message.status) + body
+        units.insert(0, _STATUS.pack(message.status))
     function, xid = message.function, message.xid
     if not (0 <= function <= 0xFFFF and 0 <= xid <= 0xFFFF):
         raise ValueError(f"function ID {function} and transaction ID {xid} must fit 16 bits")
     flags = int(message.flags) & ~_NOT_SENT_FLAGS  # int: IntFlag operators are slow
+    body = b"".join(units)
     if len(body) <= max_pdu_payload:
         return [build_pdu(function, flags | _FIRST_AND_LAST, xid, 0, body)]
-    count = -(-len(body) // max_pdu_payload)
+    pieces = _pdu_payloads(body, units, max_pdu_payload)
+    count = len(pieces)
     if count > _MAX_PDUS:
         raise ValueError(f"message needs {count} PDUs, more than the 65536 sequence IDs")
     pdus = []
-    for sequence in range(count):
-        start = sequence * max_pdu_payload
+    for sequence, piece in enumerate(pieces):
         pdu_flags = flags
         if sequence == 0:
             pdu_flags |= _FIRST
         if sequence == count - 1:
             pdu_flags |= _LAST
-        pdus.append(
-            build_pdu(function, pdu_flags, xid, sequence, body[start : start + max_pdu_payload])
-        )
+        pdus.append(build_pdu(function, pdu_flags, xid, sequence, piece))
     return pdus
+
+
+def _pdu_payloads(body: bytes, units: list[bytes], limit: int) -> list[bytes]:
+    """`body` (the concatenated `units`) in pieces of at most `limit` bytes, each ending
+    where a unit ends unless a unit longer than `limit` has to be cut."""
+    pieces = []
+    start = end = 0  # the piece being filled is body[start:end]
+    for unit in units:
+        unit_end = end + len(unit)
+        if unit_end - start > limit and end > start:
+            pieces.append(body[start:end])  # the unit does not fit: it opens the next PDU
+            start = end
+        while unit_end - start > limit:  # longer than a PDU: whole PDUs of it
+            pieces.append(body[start : start + limit])
+            start += limit
+        end = unit_end
+    if end > start:
+        pieces.append(body[start:end])
+    return pieces
 
 
 def _decode_payload(function: int, xid: int, flags: int, payload: bytes) -> Message:

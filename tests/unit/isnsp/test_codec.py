@@ -20,7 +20,8 @@ from isns_server.isnsp import (
     request,
     response,
 )
-from isns_server.isnsp.pdu import HEADER, PduHeader, build_pdu, parse_header
+from isns_server.isnsp.attributes import decode_attributes, encode_attribute
+from isns_server.isnsp.pdu import HEADER, UDP_MAX_PDU_PAYLOAD, PduHeader, build_pdu, parse_header
 
 NAME = "iqn.2026-11.org.example:disk1"
 FIRST, LAST, CLIENT, SERVER = 0x0400, 0x0800, 0x8000, 0x4000
@@ -186,6 +187,37 @@ def test_split_message_reassembles_with_tlvs_straddling_pdus() -> None:
     assert [h.sequence for h in headers] == list(range(len(pdus)))
     assert [h.flags & (FIRST | LAST) for h in headers] == ([FIRST] + [0] * (len(pdus) - 2) + [LAST])
     assert stream_decode(b"".join(pdus)) == [message]
+
+
+def payloads(pdus: list[bytes]) -> list[bytes]:
+    return [p[HEADER.size :] for p in pdus]
+
+
+def test_udp_sized_pdus_hold_whole_attributes() -> None:
+    # A DevAttrQry answer too long for one datagram: names of different lengths, so a
+    # cut every 1400 bytes would land inside one.
+    names = [Attribute(Tag.ISCSI_NAME, f"{NAME}-{'x' * (i % 37)}{i}") for i in range(200)]
+    rsp = response(query(4), Status.SUCCESSFUL, (names[0],), tuple(names))
+    pdus = split(rsp, UDP_MAX_PDU_PAYLOAD)
+    first, *rest = payloads(pdus)
+    assert first[:4] == bytes(4)  # the status, then whole TLVs
+    pieces = [decode_attributes(first[4:]), *(decode_attributes(p) for p in rest)]
+    assert tuple(a for piece in pieces for a in piece) == rsp.attributes
+    # Each PDU but the last is as full as it can be: the next attribute did not fit.
+    for payload, following in zip(payloads(pdus), pieces[1:], strict=False):
+        assert len(payload) + len(encode_attribute(following[0])) > UDP_MAX_PDU_PAYLOAD
+    decoder = DatagramDecoder()
+    assert [decoder.receive_datagram(p, PEER) for p in pdus][-1] == rsp
+
+
+def test_an_attribute_longer_than_a_pdu_alone_straddles() -> None:
+    small = Attribute(Tag.ISCSI_NODE_TYPE, 1)  # 12 bytes
+    big = Attribute(Tag.ENTITY_CERTIFICATE, bytes(range(100)))  # 108 bytes
+    message = query(5, small, big, small)  # source and key 40 bytes each, delimiter 8
+    sizes = [len(p) for p in payloads(split(message, 48))]
+    # Source | key, delimiter | small | certificate cut in two | its tail, small.
+    assert sizes == [40, 48, 12, 48, 48, 24]
+    assert stream_decode(b"".join(split(message, 48))) == [message]
 
 
 def test_response_status_may_share_a_pdu_with_tlvs_split_later() -> None:

@@ -21,6 +21,7 @@ from isns_server.isnsp import (
     ValueKind,
     encode_message,
 )
+from isns_server.isnsp.attributes import encode_tlvs
 from isns_server.isnsp.pdu import HEADER
 
 TEXT_CHARS = st.characters(codec="utf-8", exclude_characters="\0")
@@ -105,6 +106,27 @@ def test_datagram_round_trip_in_any_order(message: Message, pdu_size: int, rnd: 
     assert results[:-1] == [None] * (len(pdus) - 1)
     assert results[-1] == message
     assert decoder.partial_messages == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages(), pdu_sizes)
+def test_pdus_are_cut_inside_an_attribute_only_when_it_is_longer_than_a_pdu(
+    message: Message, pdu_size: int
+) -> None:
+    units = encode_tlvs(message.attributes)
+    if message.status is not None:
+        units.insert(0, bytes(4))
+    ends, spans = {0}, []  # offsets where a unit ends; (start, end) of units too long
+    offset = 0
+    for unit in units:
+        if len(unit) > pdu_size:
+            spans.append((offset, offset + len(unit)))
+        offset += len(unit)
+        ends.add(offset)
+    cut = 0
+    for pdu in encode_message(message, max_pdu_payload=pdu_size):
+        cut += len(pdu) - HEADER.size
+        assert cut in ends or any(start < cut < end for start, end in spans)
 
 
 def test_addresses_come_back_with_their_family() -> None:
