@@ -57,12 +57,13 @@ class ScsiTarget:
             unit.state.copy_targets = copy_targets
 
     def reset(self, units: Iterable[LogicalUnit], by: str) -> None:
-        """A reset by the nexus `by`: the other nexuses get a unit attention."""
-        others = self.nexuses - {by}
+        """A reset by the nexus `by`: every nexus, `by` included, gets a unit attention
+        (SAM-5 6.3.3)."""
+        everyone = self.nexuses | {by}
         for unit in units:
-            unit.reset(others)
+            unit.reset(everyone)
             code = AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
-            self._announce(unit, code, others)
+            self._announce(unit, code, everyone)
 
     def nexus_lost(self, nexus: str) -> None:
         self.nexuses.discard(nexus)

@@ -296,15 +296,18 @@ def test_a_login_with_the_same_isid_reinstates_the_session_and_keeps_the_nexus(
     assert isinstance(conflict, ScsiResponse) and conflict.status == 0x18  # RESERVATION CONFLICT
 
 
-def test_a_reset_by_one_session_is_an_async_event_for_the_others(
+def test_a_reset_by_one_session_is_an_async_event_for_every_session(
     directory: PortalDirectory,
 ) -> None:
     watcher, resetter = Peer(directory), Peer(directory)
     assert watcher.login(*normal(ZONED), isid=isid(1)).status == 0
     assert resetter.login(*normal(ZONED), isid=isid(2)).status == 0
     reset = TaskManagementRequest(immediate=True, function=5, itt=3, cmdsn=0)  # LUN RESET
-    (answer,) = resetter.send(reset)
+    own_event, answer = resetter.send(reset)  # SAM-5 6.3.3: the sender is told too
+    assert isinstance(own_event, AsyncMessage) and own_event.statsn + 1 == answer.statsn
     assert isinstance(answer, TaskManagementResponse) and answer.response == 0
+    own_ua = scsi(resetter, TEST_UNIT_READY, itt=4, cmdsn=0)
+    assert isinstance(own_ua, ScsiResponse) and own_ua.status == 2
     assert watcher.woken
     (event,) = watcher.send_bytes(b"")  # what it was woken for
     assert isinstance(event, AsyncMessage) and event.async_event == 0  # a SCSI event

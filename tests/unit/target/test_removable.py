@@ -180,6 +180,7 @@ def test_a_lost_nexus_and_a_reset_end_prevention(target: ScsiTarget) -> None:
     prevent(target, A)
     prevent(target, B)
     target.reset(target.units.values(), by=A)  # every nexus's prevention ends
+    assert sense_of(unit_ready(target, A))[0] == 0x06  # A is told of its own reset
     assert eject(target, A) == ScsiResult()
     assert sense_of(unit_ready(target, B))[0] == 0x06  # B first hears of the reset
     assert sense_of(unit_ready(target, B)) == MEDIUM_NOT_PRESENT

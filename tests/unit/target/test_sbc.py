@@ -189,12 +189,18 @@ def test_reserve_6_and_persistent_reservations_between_nexuses(target: ScsiTarge
     assert prout(0, 0xA, 0, 0, A).status == ScsiStatus.RESERVATION_CONFLICT  # A is gone
 
 
-def test_lun_reset_raises_a_unit_attention_for_other_nexuses(target: ScsiTarget) -> None:
+def test_lun_reset_raises_a_unit_attention_for_every_nexus(target: ScsiTarget) -> None:
+    """SAM-5 6.3.3: the nexus that sent the reset is told too (libiscsi's
+    MultipathIO.Reset, and tgtd, expect it); each hears of it once."""
     target.nexuses |= {A, B}
     target.reset(target.units.values(), by=A)
+    for nexus in (A, B):
+        assert sense_of(target.execute(0, cdb(0x00), nexus=nexus)) == (0x06, 0x29, 0x00)
+        assert target.execute(0, cdb(0x00), nexus=nexus).status == ScsiStatus.GOOD
+    target.reset(target.units.values(), by=A)
+    target.reset(target.units.values(), by=B)  # a second reset adds no second report
+    assert sense_of(target.execute(0, cdb(0x00), nexus=A)) == (0x06, 0x29, 0x00)
     assert target.execute(0, cdb(0x00), nexus=A).status == ScsiStatus.GOOD
-    assert sense_of(target.execute(0, cdb(0x00), nexus=B)) == (0x06, 0x29, 0x00)
-    assert target.execute(0, cdb(0x00), nexus=B).status == ScsiStatus.GOOD
 
 
 def test_report_supported_operation_codes_lists_the_dispatch_table(target: ScsiTarget) -> None:
