@@ -27,15 +27,18 @@ from .schema import (
 _DEFAULT_PORTS = {
     "isns": 3205, "portal": 3260, "slp": 427, "api": 8080, "discovery_agent": 3205,
 }  # fmt: skip
-_SIZE_FIELDS = {"size", "max_message_size"}
+_SIZE_FIELDS = {"size", "max_message_size", "max_body_size", "reassembly_budget"}
 _CHOICES = {
     "log_level": ("debug", "info", "warning", "error"),
     "backend": ("sqlite", "memory"),
+    "role": ("read", "admin"),
 }
 _POSITIVE = {
     "registration_period", "esi_min_interval", "esi_max_interval", "esi_retries",
     "scn_retries", "heartbeat_interval", "max_message_size", "login_timeout", "nop_in_timeout",
-    "mtu", "rate_limit", "rate_burst", "advert_period",
+    "mtu", "rate_limit", "rate_burst", "advert_period", "max_body_size", "audit_records",
+    "idle_timeout", "max_connections", "max_connections_per_source", "reassembly_budget",
+    "reassembly_timeout", "udp_rate_limit", "udp_rate_burst", "udp_answer_factor",
 }  # fmt: skip
 
 
@@ -214,7 +217,26 @@ def _check(config: Config) -> list[tuple[str, str]]:
         if target.alias is not None and not 0 < len(target.alias.encode()) <= 255:
             problems.append((f"targets[{i}].alias", "must be 1 to 255 bytes"))
         problems += _chap_problems(f"targets[{i}].", target.chap, target.mutual_chap)
-    return problems + _discovery_problems(config)
+    return problems + _discovery_problems(config) + _api_problems(config)
+
+
+def _api_problems(config: Config) -> list[tuple[str, str]]:
+    """isns.control_networks, and the API's token names (the audit log tells them apart)."""
+    problems = _network_problems("isns.control_networks", config.isns.control_networks)
+    names = [token.name for token in config.api.tokens]
+    problems += _duplicates("api.tokens[{}].name", names)
+    problems += [(f"api.tokens[{i}].name", "empty name") for i, n in enumerate(names) if not n]
+    return problems
+
+
+def _network_problems(key: str, networks: tuple[str, ...]) -> list[tuple[str, str]]:
+    problems = []
+    for i, network in enumerate(networks):
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            problems.append((f"{key}[{i}]", f"expected a network: {exc}"))
+    return problems
 
 
 def _chap_problems(
@@ -264,11 +286,7 @@ def _discovery_problems(config: Config) -> list[tuple[str, str]]:
     if not slp.scopes:
         problems.append(("slp.scopes", "a directory agent needs at least one scope"))
     problems += [(f"slp.scopes[{i}]", "empty scope") for i, s in enumerate(slp.scopes) if not s]
-    for i, network in enumerate(slp.trusted_networks):
-        try:
-            ipaddress.ip_network(network)
-        except ValueError as exc:
-            problems.append((f"slp.trusted_networks[{i}]", f"expected a network: {exc}"))
+    problems += _network_problems("slp.trusted_networks", slp.trusted_networks)
     if slp.mtu not in _MTU_RANGE:
         problems.append(("slp.mtu", f"must be between {_MTU_RANGE.start} and {_MTU_RANGE[-1]}"))
     if agent.node_name and (problem := iscsi_name_problem(agent.node_name)):

@@ -77,6 +77,10 @@ class IsnsSection:
     registration_period: int = field(default=900, metadata=_help("seconds, at least 1"))
     default_dd: bool = True
     control_nodes: tuple[str, ...] = field(default=(), metadata=_help("a list of iSCSI names"))
+    control_networks: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"),
+        metadata=_help("networks such as 10.0.0.0/24 that Control Nodes may send from"),
+    )
     esi_min_interval: int = field(default=20, metadata=_help("seconds, at least 1"))
     esi_max_interval: int = field(default=300, metadata=_help("seconds, at least 1"))
     esi_retries: int = field(default=3, metadata=_help("a count, at least 1"))
@@ -85,6 +89,28 @@ class IsnsSection:
     heartbeat_interval: int = field(default=60, metadata=_help("seconds, at least 1"))
     max_message_size: int = field(
         default=1 << 20, metadata=_help("bytes of one reassembled iSNS message, e.g. 1MiB")
+    )
+    # Limits and abuse resistance (docs/isns.md)
+    idle_timeout: int = field(
+        default=300, metadata=_help("seconds a TCP connection may stay silent, at least 1")
+    )
+    max_connections: int = field(default=4096, metadata=_help("TCP connections held at once"))
+    max_connections_per_source: int = field(
+        default=64, metadata=_help("TCP connections one address may hold at once")
+    )
+    reassembly_budget: int = field(
+        default=64 << 20,
+        metadata=_help("bytes of unfinished multi-PDU messages, all connections, e.g. 64MiB"),
+    )
+    reassembly_timeout: int = field(
+        default=30, metadata=_help("seconds to finish a multi-PDU message, at least 1")
+    )
+    udp_rate_limit: int = field(default=50, metadata=_help("UDP answers a second to one address"))
+    udp_rate_burst: int = field(
+        default=100, metadata=_help("UDP answers one address may get at once")
+    )
+    udp_answer_factor: int = field(
+        default=8, metadata=_help("a UDP answer's largest size, in multiples of the request's")
     )
 
 
@@ -120,6 +146,10 @@ class PortalSection:
         default=30, metadata=_help("seconds of silence before a NOP-In ping; 0: never ping")
     )
     nop_in_timeout: int = field(default=15, metadata=_help("seconds, at least 1"))
+    max_connections: int = field(default=1024, metadata=_help("TCP connections held at once"))
+    max_connections_per_source: int = field(
+        default=128, metadata=_help("TCP connections one address may hold at once")
+    )
     pin_cpu: bool = field(
         default=True,
         metadata=_help(
@@ -194,6 +224,13 @@ class SlpSection:
     advert_period: int = field(
         default=10800, metadata=_help("seconds between unsolicited DAAdverts")
     )
+    idle_timeout: int = field(
+        default=30, metadata=_help("seconds a TCP connection may stay silent, at least 1")
+    )
+    max_connections: int = field(default=128, metadata=_help("TCP connections held at once"))
+    max_connections_per_source: int = field(
+        default=16, metadata=_help("TCP connections one address may hold at once")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +258,36 @@ class DiscoveryAgentSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """One Bearer token of the management API; the secret stays in its own file."""
+
+    name: str = field(metadata=_help("who the token is, as the audit log names them"))
+    role: str = field(metadata=_help("read or admin"))
+    token_file: Path = field(metadata=_help("a file holding the token (keep it mode 0600)"))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTls:
+    cert: Path = field(metadata=_help("a PEM certificate chain file"))
+    key: Path = field(metadata=_help("the PEM private key file of that certificate"))
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSection:
+    """The management API (docs/api.md explains each key)."""
+
     enabled: bool = True
     listen: ListenAddress = ListenAddress("127.0.0.1", 8080)
+    tokens: tuple[ApiToken, ...] = field(
+        default=(), metadata=_help("a list of {name, role, token_file}")
+    )
+    tls: ApiTls | None = field(default=None, metadata=_help("{cert, key}: serve HTTPS"))
+    max_body_size: int = field(
+        default=1 << 20, metadata=_help("bytes of one request body, e.g. 1MiB")
+    )
+    audit_records: int = field(
+        default=10000, metadata=_help("audit records kept, oldest dropped first")
+    )
 
 
 @dataclass(frozen=True, slots=True)
