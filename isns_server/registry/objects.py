@@ -16,7 +16,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
 from ..isnsp.constants import PORT_UDP_BIT, EntityProtocol
-from ..isnsp.messages import IPAddress, PortNumber
+from ..isnsp.messages import IPAddress, PortNumber, unwrap_ipv4
 
 
 class ObjectType(StrEnum):  # a str mixin hashes in C: these key many lookups
@@ -43,19 +43,31 @@ def normalize_name(name: str) -> str:
 
 
 def normalize_ip(address: IPAddress) -> IPAddress:
-    """IPv4-mapped IPv6 addresses are the IPv4 address they carry (6.3.1)."""
+    """IPv4-mapped IPv6 addresses are the IPv4 address they carry (6.3.1): the same bytes
+    on the wire. An IPv4-compatible address is kept as sent, for the client that looks it
+    up again; `address_key` is what makes it the same portal."""
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
 
 
+def address_key(address: IPAddress) -> bytes:
+    """The 16 bytes an address is keyed and compared by: IPv4 in its IPv4-mapped form
+    (6.3.1), whether it came as IPv4, IPv4-mapped or IPv4-compatible (::a.b.c.d, what
+    open-isns sends): all three name one portal."""
+    address = unwrap_ipv4(address)
+    return (
+        address.packed if isinstance(address, IPv6Address) else _V4_MAPPED_PREFIX + address.packed
+    )
+
+
 def portal_key(address: IPAddress, port: PortNumber) -> PortalKey:
-    raw = address.packed if isinstance(address, IPv6Address) else _V4_MAPPED_PREFIX + address.packed
-    return raw, port.port | (PORT_UDP_BIT if port.udp else 0)
+    return address_key(address), port.port | (PORT_UDP_BIT if port.udp else 0)
 
 
 def portal_address(key: PortalKey) -> tuple[IPAddress, PortNumber]:
-    """The typed (address, port) a portal key was made from."""
+    """The typed (address, port) of a portal key: an IPv4 portal as IPv4, whichever form
+    named it."""
     raw, value = key
     address: IPAddress = (
         IPv4Address(raw[12:]) if raw.startswith(_V4_MAPPED_PREFIX) else IPv6Address(raw)

@@ -88,16 +88,21 @@ def _dd_record(dd: DiscoveryDomain) -> Record:
 def _restore_entity(db: Database, record: Record, journal: Journal) -> None:
     entity = db.add_entity(record["eid"], journal, record["index"])
     _set_fields(entity, record)
+    # Records saved before ::a.b.c.d and ::ffff:a.b.c.d were one portal may hold it twice
+    # (in one entity or two): the first loaded keeps it, with its PGs.
     for item in record["portals"]:
         address, port = _ip(item["ip"]), _port(item["port"])
-        _set_fields(db.add_portal(entity, address, port, journal, item["index"]), item)
+        if portal_key(address, port) not in db.portals:
+            _set_fields(db.add_portal(entity, address, port, journal, item["index"]), item)
     for item in record["nodes"]:
         node = db.add_node(entity, item["name"], journal, item["index"])
         _set_fields(node, item)
         db.refresh_subscription(node)
     for item in record["pgs"]:
         key = portal_key(_ip(item["portal_ip"]), _port(item["portal_port"]))
-        db.set_pg(entity, item["node_name"], key, item["tag"], journal, item["index"])
+        portal = db.portals.get(key)
+        if (item["node_name"], *key) not in db.pgs and (portal is None or portal.entity is entity):
+            db.set_pg(entity, item["node_name"], key, item["tag"], journal, item["index"])
 
 
 def _fields(obj: RegistryObject) -> Record:

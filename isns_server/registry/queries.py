@@ -14,6 +14,7 @@ from .objects import (
     ObjectType,
     OrderKey,
     RegistryObject,
+    address_key,
     order_key,
     portal_address,
 )
@@ -155,6 +156,8 @@ def _matches(obj: RegistryObject, attr: Attribute) -> bool:
         value = getattr(obj, field.name)
         if attr.tag == Tag.ISCSI_NODE_TYPE:  # a bitmap: has at least the asked-for types
             return isinstance(wanted, int) and NodeType(value or 0) & wanted == wanted
+        if isinstance(wanted, IPv4Address | IPv6Address):
+            return value is not None and address_key(value) == address_key(wanted)
         return bool(value == wanted)
     assert isinstance(obj, DiscoveryDomain)  # the DD Member attributes
     if attr.tag == Tag.DD_MEMBER_ISCSI_NAME:
@@ -163,8 +166,9 @@ def _matches(obj: RegistryObject, attr: Attribute) -> bool:
         return wanted in obj.nodes.values()
     if attr.tag == Tag.DD_MEMBER_PORTAL_INDEX:
         return wanted in obj.portals.values()
-    position = 0 if isinstance(wanted, IPv4Address | IPv6Address) else 1
-    return any(portal_address(key)[position] == wanted for key in obj.portals)
+    if isinstance(wanted, IPv4Address | IPv6Address):
+        return any(address == address_key(wanted) for address, _port in obj.portals)
+    return any(portal_address(key)[1] == wanted for key in obj.portals)
 
 
 # --- Operating Attributes ----------------------------------------------------------------

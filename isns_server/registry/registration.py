@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ..isnsp.constants import Flags, NodeType, Status, Tag
-from ..isnsp.messages import Attribute, AttrValue
+from ..isnsp.messages import Attribute, AttrValue, IPAddress
 from ..names import iscsi_name_problem
 from .context import Context, Reply
 from .database import UPDATED, Database
@@ -62,6 +62,7 @@ class ObjectSpec:
     attrs: list[Attribute] = field(default_factory=list)  # non-key, values normalised
     links: list[PgLink] = field(default_factory=list)
     existing: RegistryObject | None = None  # set by _resolve
+    address: IPAddress | None = None  # a portal's address as sent; the key unifies its forms
 
 
 def dev_attr_reg(ctx: Context) -> Reply:
@@ -106,7 +107,8 @@ def _parse_objects(operating: tuple[Attribute, ...]) -> list[ObjectSpec]:
             key_tags = KEY_TAGS[owner]
             empty_eid = owner is E and value is None
             key = None if empty_eid else _key_at(operating, values, i, owner)
-            specs.append(ObjectSpec(owner, key, None))
+            address = values[i] if owner is P else None
+            specs.append(ObjectSpec(owner, key, None, address=cast(IPAddress | None, address)))
             i += len(key_tags)
         elif (
             current is not None
@@ -466,7 +468,8 @@ def _register(
     if spec.kind is N:
         obj = db.add_node(target, _node_of(spec), ctx.journal)
     else:
-        obj = db.add_portal(target, *portal_address(_portal_of(spec)), ctx.journal)
+        address, port = portal_address(_portal_of(spec))
+        obj = db.add_portal(target, spec.address or address, port, ctx.journal)
     _set_attributes(obj, spec.attrs, ctx, updated=False)
     return obj
 
