@@ -91,8 +91,9 @@ class TextExchange:
     def _next_chunk(self, request_final: bool) -> TextReply:
         data = self._chunks.pop(0)
         if self._chunks or not request_final:  # 10.11.1: F=1 only if the initiator's F=1
-            # C=1 tells the initiator that a key=value pair continues in the next PDU.
-            return self._reply(data, final=False, continue_=bool(data) and data[-1] != 0)
+            # 10.11.2: C=1 while the answer is not complete, also when this PDU ends on
+            # a pair boundary (libiscsi refuses F=0, C=0 in the middle of an answer).
+            return self._reply(data, final=False, continue_=bool(self._chunks))
         self._reset()
         return TextReply(data, final=True, continue_=False, ttt=RESERVED_TAG)
 

@@ -1,12 +1,21 @@
 """libiscsi logs in to a configured target and reads what the SCSI layer reports:
 REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages."""
 
+import asyncio
 import re
 import subprocess
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
+from isns_server.client import IsnsClient
+from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
+from isns_server.isnsp.messages import Attribute, PortNumber
+from isns_server.target.iscsi.pdu import TextRequest, TextResponse
+from isns_server.target.iscsi.text import decode_text, encode_text
+
+from ..initiator import RawInitiator
 from ..peers import require
 from ..processes import OurServer
 
@@ -62,3 +71,77 @@ def test_iscsi_ls_and_iscsi_inq_see_the_logical_units(
     designators = run(inq, "-i", INITIATOR, "-e", "1", "-c", "131", url)
     assert f"Designator:[{TARGET},t,0x0001]" in designators
     assert f"Designator:[ISNSSRV {serial.group(1)}]" in designators
+
+
+REMOTE_TARGETS = 2000  # ~170 KiB of SendTargets text
+SEND_TARGETS = ("SendTargets", "All")
+REMOTE_PER_ENTITY = 100
+
+
+async def register_remote_targets(isns_port: int, count: int) -> list[str]:
+    """`count` targets registered by other hosts, REMOTE_PER_ENTITY to an entity, each
+    entity on a portal of its own in 127.0.1.0/24 (data in a URL: nothing connects)."""
+    names = [f"iqn.2026-11.org.example.remote:many.{n:05}" for n in range(count)]
+    async with await IsnsClient.connect("127.0.0.1", isns_port) as isns:
+        for first in range(0, count, REMOTE_PER_ENTITY):
+            batch = names[first : first + REMOTE_PER_ENTITY]
+            nodes = tuple(
+                attribute
+                for name in batch
+                for attribute in (
+                    Attribute(Tag.ISCSI_NAME, name),
+                    Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
+                )
+            )
+            answer = await isns.call(
+                FunctionId.DEV_ATTR_REG,
+                Attribute(Tag.ISCSI_NAME, batch[0]),
+                keys=(Attribute(Tag.ENTITY_IDENTIFIER, f"remote-{first}"),),
+                operating=(
+                    Attribute(
+                        Tag.PORTAL_IP_ADDRESS, IPv4Address(f"127.0.1.{first // REMOTE_PER_ENTITY}")
+                    ),
+                    Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260)),
+                    *nodes,
+                ),
+            )
+            assert answer.status == Status.SUCCESSFUL, answer
+    return names
+
+
+def test_send_targets_of_2000_registered_targets_lists_them_all(
+    our_server: OurServer, tmp_path: Path
+) -> None:
+    """iscsi-ls lists every target; an initiator with a small MaxRecvDataSegmentLength gets
+    the answer over many Text Responses, each but the last with C=1 (RFC 3720 10.11.2),
+    also those that end on a pair boundary (they carried F=0, C=0)."""
+    port = our_server.enable_portal()
+    lun = {"lun": 0, "path": str(tmp_path / "lun0.img"), "size": "1MiB"}
+    our_server.configure(targets=[{"name": TARGET, "luns": [lun]}])
+    our_server.start()
+    every = {TARGET, *asyncio.run(register_remote_targets(our_server.port, REMOTE_TARGETS))}
+    # libiscsi 1.19 reads only a one-PDU answer (F=1, C=0): it declares a
+    # MaxRecvDataSegmentLength of 256 KiB, and 2,000 targets fit in it.
+    listing = run(require("iscsi-ls"), "-i", INITIATOR, f"iscsi://127.0.0.1:{port}")
+    listed = re.findall(r"Target:(\S+) Portal:", listing)
+    assert len(listed) == len(every) and set(listed) == every
+
+    responses: list[TextResponse] = []
+    with RawInitiator(port) as initiator:
+        discovery = [("InitiatorName", INITIATOR), ("SessionType", "Discovery")]
+        initiator.enter_full_feature(*discovery, ("MaxRecvDataSegmentLength", "4096"))
+        initiator.send(TextRequest(immediate=True, itt=1, data=encode_text([SEND_TARGETS])))
+        while not responses or not responses[-1].final:
+            if responses:  # 10.10.4: an empty request with the tag asks for the rest
+                initiator.send(TextRequest(immediate=True, itt=1, ttt=responses[-1].ttt))
+            response = initiator.receive()
+            assert isinstance(response, TextResponse) and len(response.data) <= 4096
+            responses.append(response)
+            assert len(responses) < 200, "the answer does not end"
+    *continued, last = responses
+    assert len(continued) > 10 and all(r.continue_ and not r.final for r in continued)
+    assert any(bytes(r.data).endswith(b"\0") for r in continued)  # cut on a boundary
+    assert not last.continue_
+    text = decode_text(b"".join(bytes(r.data) for r in responses))
+    names = [value for key, value in text if key == "TargetName"]
+    assert len(names) == len(every) and set(names) == every

@@ -45,8 +45,19 @@ def test_a_long_answer_continues_under_one_tag_until_final() -> None:
     assert reply.ttt == RESERVED_TAG and len(parts) > 3
     whole = b"".join(part.data for part in parts)
     assert decode_text(whole).pairs == tuple(many(KeyValuePairs()))
-    # C=1 exactly when a pair runs on into the next PDU
-    assert all(part.continue_ == (part.data[-1:] != b"\0") for part in parts[:-1])
+    assert all(part.continue_ for part in parts[:-1])  # 10.11.2: the text is not complete
+
+
+def test_an_answer_cut_on_a_pair_boundary_still_says_it_continues() -> None:
+    """Key0..Key9 pairs are 106 bytes: a 212-byte limit cuts right after the second."""
+    texts = exchange()
+    reply = texts.receive(text(("SendTargets", "All")), many, 212)
+    assert reply.data.endswith(b"\0") and len(reply.data) == 212
+    assert (reply.final, reply.continue_) == (False, True)  # never F=0, C=0 mid-answer
+    while not reply.final:
+        last = reply
+        reply = texts.receive(TextRequest(itt=7, ttt=reply.ttt), many, 212)
+    assert last.continue_ and not reply.continue_
 
 
 def test_a_continued_request_is_acknowledged_empty_then_answered() -> None:
