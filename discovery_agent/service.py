@@ -19,7 +19,7 @@ from .bridge import RegistryBridge
 from .dnssd import Advertisement, DnsSdAdvertiser, isns_advertisement, portal_advertisement
 from .mirror import RegistryMirror, host_text
 from .slp.agent import AgentSettings, DirectoryAgent
-from .transport import SlpListenError, SlpTransport
+from .transport import SlpListenError, SlpTransport, connection_limits
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ class DiscoveryAgentService:
             config.slp.interfaces,
             clock=clock,
             on_target_change=bridge.target_changes_arrived,
+            limits=connection_limits(config.slp),
         )
         try:
             await transport.start()

@@ -10,7 +10,8 @@
   multicast; `shutdown`'s DAAdvert says goodbye.
 
 What may be answered, how much and to whom is the agent's business (agent.py); a TCP
-connection is only framed here, capped in size, count and idle time.
+connection is only framed here, capped in size, and admitted, counted per source and
+timed out when idle like every TCP listener's (isns_server/admission.py).
 """
 
 import asyncio
@@ -22,7 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from isns_server.config.schema import ListenAddress
+from isns_server.admission import Admission, ConnectionLimits, Ticket, guard_accept_errors
+from isns_server.config.schema import ListenAddress, SlpSection
 
 from .slp.agent import DirectoryAgent, Via
 from .slp.codec import message_length
@@ -34,8 +36,15 @@ log = logging.getLogger(__name__)
 MULTICAST_TTL = 1
 _IP_MULTICAST_ALL = 49  # Linux <linux/in.h>; the socket module does not name it
 MAX_TCP_MESSAGE = 1 << 18  # a SrvReg's strings are 16-bit lengths; a few of them fit
-TCP_IDLE_TIMEOUT = 30.0
-MAX_TCP_CONNECTIONS = 128
+
+
+def connection_limits(slp: SlpSection) -> ConnectionLimits:
+    return ConnectionLimits(
+        "slp", slp.max_connections, slp.max_connections_per_source, slp.idle_timeout
+    )
+
+
+DEFAULT_LIMITS = connection_limits(SlpSection())
 
 
 class SlpListenError(Exception):
@@ -132,25 +141,23 @@ class _Stream(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.peer = ("", 0)
-        self.idle: asyncio.TimerHandle | None = None
+        self.ticket: Ticket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.ticket = self.owner.admission.admit(transport)
+        if self.ticket is None:
+            return  # over a cap: closed unread
         self.transport = cast(asyncio.Transport, transport)
-        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
-            self.transport.close()
-            return
-        self.owner.connections.add(self.transport)
         self.peer = _peer(transport.get_extra_info("peername"))
-        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        if self.transport is not None:
-            self.owner.connections.discard(self.transport)
+        if self.ticket is not None:
+            self.ticket.release()
+            self.ticket = None
 
     def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
+        assert self.transport is not None and self.ticket is not None
+        self.ticket.touch()
         self.buffer += data
         while not self.transport.is_closing():
             try:
@@ -169,13 +176,6 @@ class _Stream(asyncio.Protocol):
             del self.buffer[:length]
             for reply in self.owner.handle(message, self.peer, "tcp"):
                 self.transport.write(reply)
-        self._arm()
-
-    def _arm(self) -> None:
-        assert self.transport is not None
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.transport.close)
 
 
 class SlpTransport:
@@ -187,13 +187,14 @@ class SlpTransport:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_target_change: Callable[[], None] = lambda: None,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.agent = agent
         self.listen = tuple(listen)
         self.interfaces = tuple(interfaces)
         self.clock = clock
         self.on_target_change = on_target_change  # the agent holds target changes to bridge
-        self.connections: set[asyncio.Transport] = set()
+        self.admission = Admission("SLP", limits)
         self.bound: list[ListenAddress] = []  # the UDP/TCP addresses, ports resolved
         self._unicast: list[asyncio.DatagramTransport] = []
         self._multicast: list[asyncio.DatagramTransport] = []
@@ -203,6 +204,7 @@ class SlpTransport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        guard_accept_errors(loop)
         try:
             for address in self.listen:
                 await self._listen(loop, address)
@@ -265,8 +267,9 @@ class SlpTransport:
             self._multicast_all(self.agent.shutdown())
         for server in self._servers:
             server.close()
-        for transport in [*self._unicast, *self._multicast, *self.connections]:
+        for transport in [*self._unicast, *self._multicast]:
             transport.close()
+        self.admission.close_all()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

@@ -141,10 +141,28 @@ class _Partial:
     chunks: dict[int, bytes] = field(default_factory=dict)
     size: int = 0
     last: int | None = None  # sequence ID of the Last PDU, once seen
+    started: float = 0.0  # when its first PDU arrived (StreamDecoder's reassembly timeout)
 
     def payload(self) -> bytes:
         chunks = self.chunks
         return b"".join([chunks[i] for i in range(len(chunks))])
+
+
+class ReassemblyBudget:
+    """Bytes of unfinished multi-PDU messages that all the decoders sharing it may hold."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
 
 
 class StreamDecoder:
@@ -153,19 +171,28 @@ class StreamDecoder:
     PDUs of different messages may interleave; those of one message (same function ID
     and transaction ID) must arrive in sequence, as TCP cannot reorder them. At most
     `max_partial_messages` messages may be in reassembly at once, each at most
-    `max_message_size` payload bytes.
-    After a fatal error every later `next_message()` raises it again.
+    `max_message_size` payload bytes, all of them within `budget` (shared with other
+    connections; over it: Busy) and each finished within `reassembly_timeout` seconds of
+    its first PDU (see `expire`). Once a message in reassembly is refused, the rest of
+    its PDUs are skipped without another error.
+    After a fatal error every later `next_message()` raises it again; `close()` gives
+    back what the unfinished messages took from `budget`.
     """
 
     def __init__(
         self,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_partial_messages: int = 16,
+        budget: ReassemblyBudget | None = None,
+        reassembly_timeout: float | None = None,
     ) -> None:
         self.max_message_size = max_message_size
         self.max_partial_messages = max_partial_messages
+        self.budget = budget
+        self.reassembly_timeout = reassembly_timeout
         self._buffer = bytearray()
         self._partials: dict[tuple[int, int], _Partial] = {}
+        self._skipping: dict[tuple[int, int], None] = {}  # refused messages, oldest first
         self._fatal: MessageFormatError | None = None
 
     @property
@@ -177,8 +204,34 @@ class StreamDecoder:
         if self._fatal is None:  # after a fatal error nothing more will be decoded
             self._buffer += data
 
-    def next_message(self) -> Message | None:
-        """The next complete message, or None until more data arrives."""
+    @property
+    def reassembly_deadline(self) -> float | None:
+        """When the oldest unfinished message times out; None: nothing to time out."""
+        if self.reassembly_timeout is None or not self._partials:
+            return None
+        return min(p.started for p in self._partials.values()) + self.reassembly_timeout
+
+    def expire(self, now: float) -> list[MessageFormatError]:
+        """Give up the messages not finished within the reassembly timeout: one error each,
+        to be answered like any other."""
+        timeout = self.reassembly_timeout
+        if timeout is None:
+            return []
+        late = [key for key, p in self._partials.items() if now - p.started >= timeout]
+        for key in late:
+            self._abandon(key)
+        detail = f"message not finished within {timeout:g} s of its first PDU"
+        return [_error(detail, function, xid) for function, xid in late]
+
+    def close(self) -> None:
+        """The connection is gone: drop the unfinished messages."""
+        for key in list(self._partials):
+            self._abandon(key)
+        self._skipping.clear()
+
+    def next_message(self, now: float = 0.0) -> Message | None:
+        """The next complete message, or None until more data arrives. `now` dates the
+        first PDU of a message, for the reassembly timeout."""
         if self._fatal is not None:
             raise self._fatal
         buffer = self._buffer
@@ -193,18 +246,19 @@ class StreamDecoder:
                 return None
             payload = bytes(buffer[HEADER_LENGTH : HEADER_LENGTH + header.length])
             del buffer[:end]  # O(1): bytearray drops a prefix by moving its start
-            message = self._reassemble(header, payload)
+            message = self._reassemble(header, payload, now)
             if message is not None:
                 return message
         return None
 
-    def _reassemble(self, header: PduHeader, payload: bytes) -> Message | None:
+    def _reassemble(self, header: PduHeader, payload: bytes, now: float) -> Message | None:
         _version, function, _length, flags, xid, sequence = header
         key = (function, xid)
         partials = self._partials
         if flags & _FIRST:
+            self._skipping.pop(key, None)
             if key in partials:
-                del partials[key]
+                self._abandon(key)
                 raise _error("a new message began before the previous one ended", function, xid)
             if sequence != 0:
                 raise _error(f"first PDU has sequence ID {sequence}, not 0", function, xid)
@@ -213,29 +267,62 @@ class StreamDecoder:
             if flags & _LAST:
                 return _decode_payload(function, xid, flags, payload)
             if len(partials) >= self.max_partial_messages:
+                self._skip(key)
                 raise _error(
                     f"more than {self.max_partial_messages} messages in reassembly at once",
                     function,
                     xid,
                 )
-            partials[key] = _Partial(flags & _MESSAGE_FLAGS, {0: payload}, len(payload))
+            if not self._take(key, len(payload)):
+                raise _over_budget(function, xid, self.budget)
+            partials[key] = _Partial(flags & _MESSAGE_FLAGS, {0: payload}, len(payload), None, now)
             return None
         partial = partials.get(key)
         if partial is None:
+            if key in self._skipping:
+                if flags & _LAST:
+                    del self._skipping[key]
+                return None
             raise _error(f"PDU with sequence ID {sequence} has no first PDU", function, xid)
         expected = len(partial.chunks)
         problem = _check_continuation(partial, flags, len(payload), self.max_message_size)
         if problem is None and sequence != expected:
             problem = f"PDU with sequence ID {sequence} arrived where {expected} was due"
         if problem is not None:
-            del partials[key]
+            self._abandon(key)
             raise _error(problem, function, xid)
-        partial.chunks[sequence] = payload
-        partial.size += len(payload)
         if not flags & _LAST:
+            if not self._take(key, len(payload)):
+                self._abandon(key)
+                raise _over_budget(function, xid, self.budget)
+            partial.chunks[sequence] = payload
+            partial.size += len(payload)
             return None
-        del partials[key]
+        self._abandon(key, skip=False)
+        partial.chunks[sequence] = payload
         return _decode_payload(function, xid, partial.flags, partial.payload())
+
+    def _take(self, key: tuple[int, int], size: int) -> bool:
+        """Charge `size` more bytes of `key` to the budget; False (and skip the rest of
+        that message) when it has no room."""
+        if self.budget is None or self.budget.take(size):
+            return True
+        self._skip(key)
+        return False
+
+    def _abandon(self, key: tuple[int, int], skip: bool = True) -> None:
+        """Forget the unfinished message `key`, giving its bytes back to the budget; with
+        `skip`, its remaining PDUs are skipped."""
+        partial = self._partials.pop(key)
+        if self.budget is not None:
+            self.budget.give(partial.size)
+        if skip:
+            self._skip(key)
+
+    def _skip(self, key: tuple[int, int]) -> None:
+        self._skipping[key] = None
+        if len(self._skipping) > self.max_partial_messages:
+            del self._skipping[next(iter(self._skipping))]
 
 
 class DatagramDecoder:
@@ -370,6 +457,16 @@ def _check_last(partial: _Partial, flags: int, sequence: int) -> str | None:
 
 def _error(detail: str, function: int, xid: int) -> MessageFormatError:
     return MessageFormatError(detail, function=function, xid=xid)
+
+
+def _over_budget(function: int, xid: int, budget: ReassemblyBudget | None) -> MessageFormatError:
+    limit = budget.limit if budget is not None else 0
+    return MessageFormatError(
+        f"unfinished messages of all connections would exceed the {limit} bytes allowed",
+        status=Status.BUSY,
+        function=function,
+        xid=xid,
+    )
 
 
 def _too_big(function: int, xid: int, size: int, limit: int) -> MessageFormatError:

@@ -8,8 +8,11 @@ import socket
 import time
 from collections.abc import Callable
 
+from ..admission import Admission, ConnectionLimits, guard_accept_errors
 from ..config import ListenAddress
 from ..config.schema import IsnsSection
+from ..isnsp.codec import ReassemblyBudget
+from ..ratelimit import TokenBuckets
 from ..registry import Registry
 from ..store import Store
 from .dispatcher import Dispatcher
@@ -17,7 +20,7 @@ from .heartbeat import HeartbeatError, HeartbeatSender
 from .liveness import LivenessTimer
 from .notifier import Notifier
 from .outbound import Outbound
-from .transport import IsnsDatagramProtocol, IsnsStreamProtocol
+from .transport import DatagramLimits, IsnsDatagramProtocol, IsnsStreamProtocol, StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,18 @@ def listen_problem(address: ListenAddress, protocol: str, key: str, exc: OSError
     else:
         hint = f"{exc.strerror}; check {key}"
     return ListenError(f"{where}: {hint}")
+
+
+_UDP_SOURCES = 4096  # UDP rate-limit buckets kept; the least recently seen go first
+
+
+def connection_limits(settings: IsnsSection) -> ConnectionLimits:
+    return ConnectionLimits(
+        "isns",
+        settings.max_connections,
+        settings.max_connections_per_source,
+        settings.idle_timeout,
+    )
 
 
 class IsnsService:
@@ -62,7 +77,18 @@ class IsnsService:
         self.heartbeat: HeartbeatSender | None = None
         self.servers: list[asyncio.Server] = []
         self.datagram_transports: list[asyncio.DatagramTransport] = []
-        self.connections: set[asyncio.Transport] = set()
+        self.admission = Admission("iSNS", connection_limits(settings))
+        self.stream_limits = StreamLimits(
+            settings.max_message_size,
+            self.admission,
+            ReassemblyBudget(settings.reassembly_budget),
+            settings.reassembly_timeout,
+        )
+        self.datagram_limits = DatagramLimits(
+            settings.max_message_size,
+            settings.udp_answer_factor,
+            TokenBuckets(settings.udp_rate_limit, settings.udp_rate_burst, _UDP_SOURCES),
+        )
 
     async def start(self) -> None:
         try:
@@ -84,13 +110,12 @@ class IsnsService:
     async def _listen(self) -> list[ListenAddress]:
         """Listen on every address of isns.listen; the addresses as bound."""
         loop = asyncio.get_running_loop()
+        guard_accept_errors(loop)
         found = []
         for address in self.settings.listen:
             try:
                 server = await loop.create_server(
-                    lambda: IsnsStreamProtocol(
-                        self.dispatcher, self.max_message_size, self.connections
-                    ),
+                    lambda: IsnsStreamProtocol(self.dispatcher, self.stream_limits),
                     address.host,
                     address.port,
                     reuse_address=True,
@@ -103,7 +128,7 @@ class IsnsService:
             bound = ListenAddress(address.host, tcp_port)
             try:
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: IsnsDatagramProtocol(self.dispatcher, self.max_message_size),
+                    lambda: IsnsDatagramProtocol(self.dispatcher, self.datagram_limits),
                     local_addr=(address.host, tcp_port),
                     family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
                 )
@@ -125,8 +150,7 @@ class IsnsService:
             server.close()
         for transport in self.datagram_transports:
             transport.close()
-        for connection in list(self.connections):
-            connection.close()
+        self.admission.close_all()
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()

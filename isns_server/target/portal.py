@@ -4,6 +4,7 @@ import asyncio
 import logging
 from typing import cast
 
+from ..admission import Admission, Ticket
 from ..netaddr import peer_text
 from .connection import Connection, PortalServices, PortalSettings
 from .scatter import ScatterWriter
@@ -19,12 +20,13 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self,
         services: PortalServices,
         settings: PortalSettings,
-        open_set: set[asyncio.Transport],
+        admission: Admission,
         workers: UnitWorkers,
     ) -> None:
         self._services = services
         self._settings = settings
-        self._open_set = open_set  # the portal's connections, closed at shutdown
+        self._admission = admission  # the portal's connection caps
+        self._ticket: Ticket | None = None
         self._workers = workers
         self._flush_soon = False  # a flush is scheduled for tasks that ended
         self._loop = asyncio.get_running_loop()
@@ -34,9 +36,11 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._ticket = self._admission.admit(transport)
+        if self._ticket is None:
+            return  # over a cap: closed unread
         self._transport = cast(asyncio.Transport, transport)
         self._writer = ScatterWriter(self._transport)
-        self._open_set.add(self._transport)
         peer = peer_text(transport.get_extra_info("peername"))
         self._connection = Connection(self._services, self._settings, peer, self._loop.time(), self)
         self._schedule()
@@ -58,8 +62,9 @@ class PortalProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._transport is not None:
-            self._open_set.discard(self._transport)
+        if self._ticket is not None:
+            self._ticket.release()
+            self._ticket = None
         if self._writer is not None:
             self._writer.close()
         if self._connection is not None:

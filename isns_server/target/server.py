@@ -10,6 +10,7 @@ import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from ..admission import Admission, ConnectionLimits, guard_accept_errors
 from ..config import Config, ListenAddress
 from ..registry import Registry, TargetPortal
 from ..service.server import listen_problem
@@ -37,7 +38,14 @@ class PortalServer:
         self.directory: PortalDirectory | None = None
         self.registrar: TargetRegistrar | None = None
         self.servers: list[asyncio.Server] = []
-        self.connections: set[asyncio.Transport] = set()
+        portal = config.portal
+        # Before login the login timeout bounds a silent connection, after it NOP-Ins do.
+        self.admission = Admission(
+            "iSCSI portal",
+            ConnectionLimits(
+                "portal", portal.max_connections, portal.max_connections_per_source, None
+            ),
+        )
         self.workers: UnitWorkers | None = None
 
     async def start(self) -> None:
@@ -66,11 +74,12 @@ class PortalServer:
             )
             self.directory = directory
             loop = asyncio.get_running_loop()
+            guard_accept_errors(loop)
             workers = self.workers = UnitWorkers(loop)
             for address in portal.listen:
                 try:
                     server = await loop.create_server(
-                        lambda: PortalProtocol(directory, settings, self.connections, workers),
+                        lambda: PortalProtocol(directory, settings, self.admission, workers),
                         address.host,
                         address.port,
                         reuse_address=True,
@@ -122,8 +131,7 @@ class PortalServer:
     async def stop(self) -> None:
         for server in self.servers:
             server.close()
-        for connection in list(self.connections):
-            connection.close()
+        self.admission.close_all()
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()
