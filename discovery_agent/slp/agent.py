@@ -5,6 +5,10 @@
 call `tick` again. Nothing here owns a socket or reads a clock, so the asyncio adapter
 only moves bytes and keeps one timer.
 
+The DA is silent until `startup`, which its owner calls once the registry has been read:
+SAs register against the scopes of the first DAAdvert they see (RFC 2608 12.2.2), so
+that advert, and every answer, must already carry the discovery domains' scopes.
+
 CVE-2023-29552 made SLP a UDP amplifier through unauthenticated SrvRegs and large
 replies. Here:
 - SrvReg and SrvDeReg are taken only over unicast from `trusted_networks` (none by
@@ -17,6 +21,7 @@ replies. Here:
 """
 
 import ipaddress
+import logging
 import math
 import re
 from collections import deque
@@ -63,13 +68,17 @@ ISCSI_PORT = 3260  # RFC 3720 13.2: the port when a target URL names none
 UNSOLICITED_LANGUAGE = "en"
 _MAX_COUNT = 0xFFFF  # 16-bit item counts and string lengths
 _LANGUAGE_ROOM = 32  # a solicited DAAdvert echoes the request's language tag, maybe not "en"
+_MAX_PROBED_RESPONDERS = 32  # PRList addresses asked of `is_local` per request
 # "...://host[:port][/path]", host possibly a bracketed IPv6 literal (RFC 4018 5.2).
 _URL_ADDRESS = re.compile(
     r"://(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^/:\[\]]+))(?::(?P<port>[0-9]{1,5}))?(?P<path>/.*)?$"
 )
 
+log = logging.getLogger(__name__)
+
 Via = Literal["multicast", "unicast-udp", "tcp"]
 Network = IPv4Network | IPv6Network
+IPAddress = IPv4Address | IPv6Address
 _Item = TypeVar("_Item")
 
 
@@ -158,7 +167,7 @@ class _Request:
     now: float
 
 
-def _ip(text: str) -> IPv4Address | IPv6Address | None:
+def _ip(text: str) -> IPAddress | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -243,11 +252,23 @@ def _target_registration(entry: ServiceEntry, lifetime: int) -> TargetRegistrati
     )
 
 
+def _no_address_is_local(address: IPAddress) -> bool:
+    return False
+
+
 class DirectoryAgent:
     """One SLP DA. `boot_timestamp` is the DA Stateless Boot Timestamp (RFC 2608 12.1):
-    seconds since 1970 at startup, which must grow from one start to the next."""
+    seconds since 1970 at startup, which must grow from one start to the next.
+    `is_local` says whether an address is this host's, configured or not: a previous
+    responder list naming any of them names us (RFC 2608 8.1)."""
 
-    def __init__(self, settings: AgentSettings, *, boot_timestamp: int) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        boot_timestamp: int,
+        is_local: Callable[[IPAddress], bool] = _no_address_is_local,
+    ) -> None:
         if not 0 < boot_timestamp < 2**32:
             raise ValueError("boot_timestamp must be 1..2**32-1 (0 announces a shutdown)")
         self.settings = settings
@@ -257,6 +278,10 @@ class DirectoryAgent:
         location = _URL_ADDRESS.search(settings.url)
         own = [location["ipv6"] or location["host"]] if location else []
         self._own_addresses = {ip for ip in map(_ip, [*own, *settings.addresses]) if ip is not None}
+        self._is_local = is_local
+        self._started = False
+        self._configured_scopes = scope_keys(settings.scopes)
+        self._updates_taken_as_fresh: set[str] = set()  # SAs already logged for it
         self._directory = Directory(
             max_entries=settings.max_registrations,
             max_entries_per_source=settings.max_registrations_per_source,
@@ -301,8 +326,13 @@ class DirectoryAgent:
 
     # Timers
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def startup(self, now: float) -> Heartbeat:
-        """The first unsolicited DAAdvert (RFC 2608 12.2.2), sent as soon as the DA runs."""
+        """Start answering, with the first unsolicited DAAdvert (RFC 2608 12.2.2)."""
+        self._started = True
         self._next_advert = now + self.settings.advert_period
         return Heartbeat([self._unsolicited_advert(self._boot_timestamp)], self._next_advert)
 
@@ -322,6 +352,8 @@ class DirectoryAgent:
     # Requests
 
     def handle(self, data: bytes, source: tuple[str, int], via: Via, now: float) -> list[bytes]:
+        if not self._started:
+            return []  # the scopes are not known yet; UAs and SAs retransmit
         address = source[0]
         # TCP needs a handshake, so its source cannot be spoofed into a reflection target.
         if via != "tcp" and not self._buckets.allow(address, now):
@@ -404,7 +436,10 @@ class DirectoryAgent:
 
     def _responded(self, pr_list: tuple[str, ...]) -> bool:
         # RFC 2608 8.1: entries that are not addresses are ignored.
-        return any(_ip(entry) in self._own_addresses for entry in pr_list)
+        addresses = [ip for ip in map(_ip, pr_list) if ip is not None]
+        if any(ip in self._own_addresses for ip in addresses):
+            return True
+        return any(map(self._is_local, addresses[:_MAX_PROBED_RESPONDERS]))
 
     def _serves(self, scopes: tuple[str, ...]) -> bool:
         """RFC 2608 11.1: a request must name at least one of our scopes."""
@@ -418,10 +453,11 @@ class DirectoryAgent:
         return None
 
     def _advert(self, xid: int, language: str, code: ErrorCode, timestamp: int) -> DAAdvert:
+        if code:  # an error reply's URL and lists go out empty
+            return DAAdvert(xid=xid, language=language, error_code=code, boot_timestamp=timestamp)
         return DAAdvert(
             xid=xid,
             language=language,
-            error_code=code,
             boot_timestamp=timestamp,
             url=self.settings.url,
             scopes=self._advertised_scopes,
@@ -558,25 +594,55 @@ class DirectoryAgent:
         refusal = self._change_refusal(message.scopes, signed, request)
         if refusal:
             return self._ack(message, refusal)
+        url, is_target = message.url_entry.url, _is(message.service_type, ISCSI_TARGET)
         registration = Registration(
-            url=message.url_entry.url,
+            url=url,
             service_type=message.service_type,
             scopes=message.scopes,
             language=message.language,
             attributes=parse_attr_list(message.attr_list),
             lifetime=message.url_entry.lifetime,
-            fresh=bool(message.flags & Flags.FRESH),
+            fresh=self._fresh(message, request),
             source=request.address,
+            # A DD's scope lists the DD's members, as the registry says (docs/slp.md).
+            listed_scopes=tuple(s for s in message.scopes if self._configured(s))
+            if is_target
+            else None,
         )
         try:
             entry = self._directory.register(registration, request.now)
         except RegistrationError as error:
             return self._ack(message, error.code)
-        if _is(registration.service_type, ISCSI_TARGET):
+        if is_target:
             event = _target_registration(entry, registration.lifetime)
             if event is not None:
                 self._target_changes.append(event)
         return self._ack(message)
+
+    def _configured(self, scope: str) -> bool:
+        return comparison_key(scope) in self._configured_scopes
+
+    def _fresh(self, message: SrvReg, request: _Request) -> bool:
+        """FRESH, or an update of a URL never registered here, which OpenSLP's slpd sends
+        for its static registrations: taken as a fresh registration where RFC 2608 9.3
+        says INVALID_UPDATE, or those services would never reach this DA."""
+        if message.flags & Flags.FRESH:
+            return True
+        url = message.url_entry.url
+        if self._directory.holds_registration(url, message.language, request.now):
+            return False
+        if request.address not in self._updates_taken_as_fresh:
+            if len(self._updates_taken_as_fresh) >= self.settings.max_tracked_sources:
+                self._updates_taken_as_fresh.clear()
+            self._updates_taken_as_fresh.add(request.address)
+            log.info(
+                "SLP agent %s registers %s with FRESH clear though this DA does not hold it "
+                "(OpenSLP does so for static registrations): taken as a fresh registration; "
+                "said once per agent",
+                request.address,
+                url,
+            )
+        return True
 
     def _deregister(self, message: SrvDeReg, request: _Request) -> Message:
         signed = bool(message.url_entry.auth_blocks)
@@ -585,10 +651,11 @@ class DirectoryAgent:
             return self._ack(message, refusal)
         url = message.url_entry.url
         try:
-            self._directory.deregister(url, message.scopes, message.tag_list, request.now)
+            held = self._directory.deregister(url, message.scopes, message.tag_list, request.now)
         except RegistrationError as error:
             return self._ack(message, error.code)
         target = _target_address(url) if _is(service_type_of(url) or "", ISCSI_TARGET) else None
-        if target is not None and not message.tag_list:
+        # A URL never registered here is not the SA's to withdraw from iSNS.
+        if held and target is not None and not message.tag_list:
             self._target_changes.append(TargetDeregistration(url, *target, request.address))
         return self._ack(message)

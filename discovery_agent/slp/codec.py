@@ -414,11 +414,10 @@ def parse_message(data: bytes) -> Message:
 
 def build_message(message: Message) -> bytes:
     body = bytearray()
+    # RFC 2608 7 allows an error reply to stop after its code, but OpenSLP and
+    # Wireshark read the counts and lengths that follow: every field goes out.
     for name, field in _LAYOUTS[type(message)]:
-        value = getattr(message, name)
-        field.write(body, value)
-        if name == "error_code" and value:
-            break  # RFC 2608 7: an error reply carries nothing after the code
+        field.write(body, getattr(message, name))
     language = message.language.encode("utf-8")
     offset = HEADER_LENGTH + len(language) + len(body)
     first_extension = offset if message.extensions else 0
@@ -458,7 +457,9 @@ def build_error_reply(error: SlpParseError) -> bytes | None:
     """The bytes to answer a rejected message with, or None when the RFC wants silence."""
     if not error.replyable or error.function is None or error.xid is None:
         return None
-    language = error.language if error.language else DEFAULT_LANGUAGE
+    # A tag that failed to parse is not echoed: the reply must parse where it goes.
+    language = error.language if error.language and is_language_tag(error.language) else ""
+    language = language or DEFAULT_LANGUAGE
     return build_message(_error_reply(error.function, error.xid, language, error.code))
 
 

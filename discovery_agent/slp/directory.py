@@ -3,11 +3,14 @@
 Entries are keyed by (URL, scope set, language). They come either from SLP SrvRegs, which
 expire after their lifetime, or from the iSNS registry (source `ISNS_SOURCE`), which last
 until the registry removes them and which SLP messages never change: the registry is the
-authority for what it feeds. Indexes by service type (concrete and abstract, RFC 2608
-4.1), scope, URL and string attribute value keep lookups proportional to what they
-find, and expiry is a lazy heap, so nothing is ever a scan of the whole table. Caps
-bound how many SLP registrations the network can make us hold, in total and per source
-address.
+authority for what it feeds. While the registry feeds a URL, SLP registrations of that
+URL are held (they still expire, count against the caps and can be deregistered) but
+not listed, so a URL shows once, as the registry has it. An SLP registration may also
+be listed in fewer scopes than it names (`Registration.listed_scopes`). Indexes by
+service type (concrete and abstract, RFC 2608 4.1), scope, URL and string attribute
+value keep lookups proportional to what they find, and expiry is a lazy heap, so
+nothing is ever a scan of the whole table. Caps bound how many SLP registrations the
+network can make us hold, in total and per source address.
 """
 
 import heapq
@@ -39,6 +42,7 @@ class ServiceKey:
     url: str  # compared case-sensitively (RFC 2608 6.4)
     scopes: frozenset[str]  # comparison keys
     language: str  # comparison key
+    registry: bool = False  # fed from the registry: never the key of an SLP registration
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class ServiceEntry:
     attributes: tuple[Attribute, ...]
     source: str  # the registering host's address, or ISNS_SOURCE
     expires: float | None  # None: fed from the registry, kept until removed
+    listed_in: frozenset[str] | None = None  # scope keys lookups find it in; None: all
     # The attributes folded once for predicate matching (predicate.attribute_index).
     match_index: AttributeIndex = field(init=False, repr=False, compare=False)
 
@@ -58,6 +63,10 @@ class ServiceEntry:
     @property
     def url(self) -> str:
         return self.key.url
+
+    @property
+    def listed_scopes(self) -> frozenset[str]:
+        return self.key.scopes if self.listed_in is None else self.listed_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class Registration:
     lifetime: int
     fresh: bool  # FRESH replaces; otherwise an incremental update (RFC 2608 9.3)
     source: str
+    listed_scopes: tuple[str, ...] | None = None  # where lookups find it; None: `scopes`
 
 
 def scope_keys(scopes: Iterable[str]) -> frozenset[str]:
@@ -139,7 +149,8 @@ class Directory:
         self._entries: dict[ServiceKey, ServiceEntry] = {}
         self._by_type: dict[str, set[ServiceKey]] = {}
         self._by_scope: dict[str, set[ServiceKey]] = {}
-        self._by_url: dict[str, set[ServiceKey]] = {}
+        self._by_url: dict[str, set[ServiceKey]] = {}  # listed entries
+        self._held_by_url: dict[str, set[ServiceKey]] = {}  # every entry, listed or not
         self._by_value: dict[str, set[ServiceKey]] = {}  # "tag=value", comparison keys
         self._per_source: Counter[str] = Counter()
         # (expiry, tie-breaker, key); stale items are skipped when they reach the top.
@@ -152,6 +163,12 @@ class Directory:
     def registered_from(self, source: str) -> int:
         return self._per_source[source]
 
+    def holds_registration(self, url: str, language: str, now: float) -> bool:
+        """Whether an SLP registration of `url` in `language` is held, listed or not."""
+        self.expire(now)
+        wanted = comparison_key(language)
+        return any(entry.key.language == wanted for entry in self._slp_entries(url))
+
     # Changes from SLP
 
     def register(self, registration: Registration, now: float) -> ServiceEntry:
@@ -162,9 +179,6 @@ class Directory:
             scope_keys(registration.scopes),
             comparison_key(registration.language),
         )
-        held = self._entries.get(key)
-        if held is not None and held.source == ISNS_SOURCE:
-            return held  # the registry keeps this one alive and current
         # Our SLP entries for this URL and language: at most one, as FRESH replaces every
         # scope set and an update keeps its own.
         previous = [
@@ -192,16 +206,18 @@ class Directory:
             attributes,
             registration.source,
             now + registration.lifetime,
+            None if registration.listed_scopes is None else scope_keys(registration.listed_scopes),
         )
         self._insert(entry)
         return entry
 
     def deregister(
         self, url: str, scopes: Iterable[str], tags: tuple[str, ...], now: float
-    ) -> None:
+    ) -> bool:
         """RFC 2608 10.6: drop the URL in every language, or only the attributes whose
-        tags match `tags`. An unknown URL is not an error: the SA may be retrying a
-        SrvDeReg whose SrvAck was lost (RFC 2608 6.3)."""
+        tags match `tags`; False when no SLP registration of the URL was held. An unknown
+        URL is not an error: the SA may be retrying a SrvDeReg whose SrvAck was lost
+        (RFC 2608 6.3)."""
         self.expire(now)
         entries = list(self._slp_entries(url))
         wanted = scope_keys(scopes)
@@ -216,6 +232,7 @@ class Directory:
                     if not any(tag_matches(pattern, attribute.tag) for pattern in tags)
                 )
                 self._insert(replace(entry, attributes=kept))
+        return bool(entries)
 
     # Changes from the iSNS registry
 
@@ -227,9 +244,9 @@ class Directory:
         attributes: tuple[Attribute, ...],
         now: float,
     ) -> ServiceEntry:
-        """Set the registry's entry for `url`, replacing what the registry fed before and
-        taking over an SLP registration with the same key. ValueError for what SLP
-        cannot carry, so a bad feed fails here rather than in a reply."""
+        """Set the registry's entry for `url`, replacing what the registry fed before;
+        SLP registrations of the URL stay held but are no longer listed. ValueError for
+        what SLP cannot carry, so a bad feed fails here rather than in a reply."""
         if service_type_of(url) is None:
             raise ValueError(f"{url!r} is not a service URL with an address")
         if not scopes:
@@ -237,18 +254,22 @@ class Directory:
         format_attr_list(attributes)
         self.expire(now)
         self.remove(url)
-        key = ServiceKey(url, scope_keys(scopes), REGISTRY_LANGUAGE)
-        if key in self._entries:
-            self._delete(key)
+        key = ServiceKey(url, scope_keys(scopes), REGISTRY_LANGUAGE, registry=True)
+        for held in self._slp_entries(url):
+            self._unindex(held)
         entry = ServiceEntry(key, service_type, scopes, attributes, ISNS_SOURCE, None)
         self._insert(entry)
         return entry
 
     def remove(self, url: str) -> bool:
-        """Drop the registry's entries for `url`; False if there were none."""
-        keys = [key for key in self._by_url.get(url, ()) if self._is_registry(key)]
+        """Drop the registry's entries for `url`, listing the SLP registrations of it
+        again; False if there were none."""
+        keys = [key for key in self._held_by_url.get(url, ()) if self._is_registry(key)]
         for key in keys:
             self._delete(key)
+        if keys:
+            for held in self._slp_entries(url):
+                self._index(held)
         return bool(keys)
 
     # Lookups
@@ -294,10 +315,10 @@ class Directory:
     # Internals
 
     def _is_registry(self, key: ServiceKey) -> bool:
-        return self._entries[key].source == ISNS_SOURCE
+        return key.registry
 
     def _slp_entries(self, url: str) -> Iterator[ServiceEntry]:
-        for key in list(self._by_url.get(url, ())):
+        for key in list(self._held_by_url.get(url, ())):
             if not self._is_registry(key):
                 yield self._entries[key]
 
@@ -321,10 +342,16 @@ class Directory:
         if own >= self._max_entries_per_source:
             raise RegistrationError(ErrorCode.DA_BUSY_NOW, f"{source} holds too many")
 
+    def _listed(self, entry: ServiceEntry) -> bool:
+        """Registry entries always are; SLP ones unless the registry feeds their URL."""
+        if entry.key.registry:
+            return True
+        return not any(self._is_registry(key) for key in self._held_by_url.get(entry.url, ()))
+
     def _indexes(self, entry: ServiceEntry) -> Iterator[tuple[dict[str, set[ServiceKey]], str]]:
         for service_type in type_keys(entry.service_type):
             yield self._by_type, service_type
-        for scope in entry.key.scopes:
+        for scope in entry.listed_scopes:
             yield self._by_scope, scope
         yield self._by_url, entry.key.url
         for tag, values in entry.match_index.items():
@@ -332,10 +359,23 @@ class Directory:
             for value in {v for v in values if isinstance(v, str)}:
                 yield self._by_value, f"{tag}={value}"
 
-    def _insert(self, entry: ServiceEntry) -> None:
-        self._entries[entry.key] = entry
+    def _index(self, entry: ServiceEntry) -> None:
         for index, value in self._indexes(entry):
             index.setdefault(value, set()).add(entry.key)
+
+    def _unindex(self, entry: ServiceEntry) -> None:
+        for index, value in self._indexes(entry):
+            keys = index.get(value)
+            if keys is not None:
+                keys.discard(entry.key)
+                if not keys:
+                    del index[value]
+
+    def _insert(self, entry: ServiceEntry) -> None:
+        self._entries[entry.key] = entry
+        self._held_by_url.setdefault(entry.url, set()).add(entry.key)
+        if self._listed(entry):
+            self._index(entry)
         self._per_source[entry.source] += 1
         if entry.expires is not None:
             heapq.heappush(self._expiries, (entry.expires, next(self._sequence), entry.key))
@@ -350,11 +390,11 @@ class Directory:
 
     def _delete(self, key: ServiceKey) -> None:
         entry = self._entries.pop(key)
-        for index, value in self._indexes(entry):
-            keys = index[value]
-            keys.discard(key)
-            if not keys:
-                del index[value]
+        self._unindex(entry)
+        held = self._held_by_url[entry.url]
+        held.discard(key)
+        if not held:
+            del self._held_by_url[entry.url]
         self._per_source[entry.source] -= 1
         if not self._per_source[entry.source]:
             del self._per_source[entry.source]

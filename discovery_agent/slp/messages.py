@@ -4,8 +4,9 @@ Every message carries the header fields (xid, language, flags, extensions). Body
 are declared in wire order. String lists (scopes, tags, SPIs, service types) are held
 unescaped; attribute lists, URLs and predicates are held as the exact wire text because
 authentication blocks sign those bytes (RFC 2608 9.2.1) and a DA must hand them back
-unchanged (10.4). Replies with a nonzero error code carry nothing else (RFC 2608 7); an
-error code the RFC does not name is kept as a plain int.
+unchanged (10.4). Replies with a nonzero error code carry their other fields empty (RFC
+2608 7 lets a sender stop after the code; deployed readers do not); an error code the RFC
+does not name is kept as a plain int.
 """
 
 from dataclasses import dataclass

@@ -55,7 +55,9 @@ def agent(**overrides: Any) -> DirectoryAgent:
         "scopes": ("DEFAULT", "Development"),
         "trusted_networks": TRUSTED,
     }
-    return DirectoryAgent(AgentSettings(**(fields | overrides)), boot_timestamp=BOOT)
+    da = DirectoryAgent(AgentSettings(**(fields | overrides)), boot_timestamp=BOOT)
+    da.startup(0.0)  # the registry has been read: the DA answers
+    return da
 
 
 def exchange(
@@ -259,12 +261,27 @@ def test_fresh_replaces_and_incremental_update_merges(da: DirectoryAgent) -> Non
     }
     assert register(da, srvreg(target_url(1), "(alias=fresh)")) == ErrorCode.OK
     assert attributes(one(da, by_url)) == {"alias": {"fresh"}}
-    assert register(da, replace(update, url_entry=UrlEntry(target_url(8), 300))) == (
-        ErrorCode.INVALID_UPDATE  # RFC 2608 9.3: nothing registered to update
-    )
     assert register(da, replace(update, scopes=("Development",))) == (
         ErrorCode.SCOPE_NOT_SUPPORTED  # RFC 2608 9.3: an update keeps its scopes
     )
+
+
+def test_an_update_of_a_url_never_registered_is_taken_as_fresh(
+    da: DirectoryAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    # OpenSLP's slpd sends its static registrations with FRESH clear (issue 11 item 7);
+    # RFC 2608 9.3 would have INVALID_UPDATE, and those services would never show.
+    caplog.set_level("INFO", logger="discovery_agent.slp.agent")
+    for n in (8, 9):
+        update = srvreg(target_url(n), f"(alias=static {n})", fresh=False)
+        assert register(da, update) == ErrorCode.OK
+    assert register(da, srvreg(target_url(7), fresh=False), source=("10.0.0.6", 427)) == 0
+    assert set(find(da)) >= {target_url(8), target_url(9), target_url(7)}
+    by_url = AttrRqst(xid=6, url=target_url(8), scopes=("DEFAULT",))
+    assert attributes(one(da, by_url)) == {"alias": {"static 8"}}
+    said = [r.getMessage() for r in caplog.records if "FRESH clear" in r.getMessage()]
+    assert len(said) == 2 and SA[0] in said[0] and "10.0.0.6" in said[1]  # once per agent
+    assert all(r.levelname == "INFO" for r in caplog.records)
 
 
 def test_srvdereg(da: DirectoryAgent) -> None:
@@ -375,7 +392,7 @@ def test_daadvert_on_request_for_service_directory_agent(da: DirectoryAgent) -> 
 
 
 def test_daadverts_at_startup_every_beat_and_at_shutdown() -> None:
-    da = agent(advert_period=60.0)
+    da = DirectoryAgent(AgentSettings(url=DA_URL, advert_period=60.0), boot_timestamp=BOOT)
     assert da.tick(5.0) == ([], float("inf"))  # not started
     adverts, deadline = da.startup(100.0)
     assert deadline == 160.0
@@ -578,7 +595,9 @@ def test_registry_fed_services() -> None:
     assert one(da, AttrRqst(xid=20, url=target_url(1), scopes=("DEFAULT",))).attr_list == (
         f"(iscsi-name={NAME.format(1)})"
     )
-    assert da.remove_service(target_url(1)) and find(da) == []
+    assert da.remove_service(target_url(1))
+    assert find(da, now=10**7) == [target_url(1)]  # the SA's registration shows again
+    assert find(da, now=10**7 + 300) == []
     with pytest.raises(ValueError):
         da.put_service(target_url(1), TARGET, ["elsewhere"], [], now=0)
 
@@ -619,3 +638,94 @@ def test_settings_are_checked() -> None:
         DirectoryAgent(AgentSettings(url=DA_URL), boot_timestamp=0)
     with pytest.raises(ValueError):
         DirectoryAgent(AgentSettings(url=DA_URL, mtu=40), boot_timestamp=BOOT)
+
+
+# Interop (issue 11)
+
+
+def test_silent_until_started_then_the_first_advert_carries_the_dd_scopes() -> None:
+    da = DirectoryAgent(AgentSettings(url=DA_URL, trusted_networks=TRUSTED), boot_timestamp=BOOT)
+    discovery = build_message(SrvRqst(xid=1, service_type="service:directory-agent"))
+    in_dd = build_message(srvreg(target_url(1), scopes=("dd-prod",)))
+    for via in ("multicast", "unicast-udp", "tcp"):
+        assert da.handle(discovery, UA, via, 0.0) == []  # the registry is not read yet
+    assert da.handle(in_dd, SA, "tcp", 0.0) == []  # not SCOPE_NOT_SUPPORTED
+    da.serve_scopes(["dd-prod"])  # the registry's first read
+    (advert,) = [parse_message(a) for a in da.startup(1.0).adverts]
+    assert isinstance(advert, DAAdvert) and advert.scopes == ("DEFAULT", "dd-prod")
+    assert register(da, srvreg(target_url(1), scopes=("dd-prod",))) == ErrorCode.OK
+
+
+def test_any_local_address_in_the_previous_responder_list_is_us() -> None:
+    local = {"127.0.0.1", "192.0.2.77"}
+    asked: list[str] = []
+
+    def is_local(address: object) -> bool:
+        asked.append(str(address))
+        return str(address) in local
+
+    da = DirectoryAgent(
+        AgentSettings(url="service:directory-agent://127.0.0.2", addresses=("127.0.0.2",)),
+        boot_timestamp=BOOT,
+        is_local=is_local,
+    )
+    da.startup(0.0)
+    da.put_service(target_url(1), TARGET, ["DEFAULT"], [], now=0)
+    request = SrvRqst(xid=2, service_type=TARGET, scopes=("DEFAULT",))
+    for responders in [("127.0.0.1",), ("127.0.0.2",), ("192.0.2.5", "::ffff:192.0.2.77")]:
+        assert exchange(da, replace(request, pr_list=responders), via="multicast") == []
+    assert len(one(da, replace(request, pr_list=("192.0.2.5",)), via="multicast").url_entries)
+    asked.clear()
+    crowded = tuple(f"198.51.100.{n}" for n in range(100))
+    assert exchange(da, replace(request, pr_list=crowded), via="multicast") != []
+    assert len(asked) == 32  # a long list costs a bounded number of look-ups
+
+
+def test_an_slp_target_is_listed_in_a_dd_scope_only_as_the_registry_says() -> None:
+    da = agent()
+    da.serve_scopes(["dd-prod"])
+    scopes = ("DEFAULT", "dd-prod")
+    assert register(da, srvreg(target_url(1), scopes=scopes)) == ErrorCode.OK
+    assert find(da, scopes=("dd-prod",)) == []  # in no DD: not a dd-prod member
+    assert find(da) == [target_url(1)]
+    # The registry then holds the target, in dd-prod: one entry, the registry's.
+    name = Attribute("iscsi-name", (NAME.format(1),))
+    da.put_service(target_url(1), TARGET, scopes, [name], now=0)
+    assert register(da, srvreg(target_url(1), "(alias=again)", scopes=scopes)) == 0
+    request = SrvRqst(xid=3, service_type=TARGET, scopes=scopes)
+    assert [(e.url, e.lifetime) for e in one(da, request, via="tcp").url_entries] == [
+        (target_url(1), 900)
+    ]
+    assert find(da, scopes=("dd-prod",)) == [target_url(1)]
+    by_url = AttrRqst(xid=4, url=target_url(1), scopes=scopes)
+    assert attributes(one(da, by_url)) == {"iscsi-name": {NAME.format(1)}}
+
+
+def test_a_srvdereg_of_a_url_never_held_is_acknowledged_and_not_bridged() -> None:
+    da = agent()
+    da.put_service(target_url(1), TARGET, ["DEFAULT"], [], now=0)  # the registry's, not SLP's
+    for url in (target_url(1), target_url(2)):
+        dereg = SrvDeReg(xid=31, scopes=("DEFAULT",), url_entry=UrlEntry(url, 0))
+        assert one(da, dereg, source=SA).error_code == ErrorCode.OK
+    assert da.target_changes() == [] and find(da) == [target_url(1)]
+
+
+@pytest.mark.parametrize(
+    ("request_", "tail"),
+    [
+        (SrvRqst(xid=5, service_type=TARGET, scopes=("x",)), b"\x00\x00"),
+        (AttrRqst(xid=5, url=TARGET, scopes=("x",)), b"\x00\x00\x00"),
+        (SrvTypeRqst(xid=5, scopes=("x",)), b"\x00\x00"),
+        # Boot timestamp, then empty URL, scope list, attr list, SPI list; no auth blocks.
+        (
+            SrvRqst(xid=5, service_type="service:directory-agent", scopes=("x",)),
+            BOOT.to_bytes(4, "big") + bytes(9),
+        ),
+    ],
+    ids=["SrvRply", "AttrRply", "SrvTypeRply", "DAAdvert"],
+)
+def test_error_replies_carry_their_counts(request_: Message, tail: bytes) -> None:
+    # The most deployed SLP library and Wireshark read them (issue 11 item 6).
+    (reply,) = agent().handle(build_message(request_), UA, "unicast-udp", 0.0)
+    code = int(ErrorCode.SCOPE_NOT_SUPPORTED).to_bytes(2, "big")
+    assert reply.endswith(code + tail) and len(reply) == 16 + 2 + len(tail)

@@ -351,18 +351,22 @@ def test_multicast_requests_and_replies_get_no_error_reply() -> None:
     expect_error(reply, ErrorCode.LANGUAGE_NOT_SUPPORTED, False)
 
 
-def test_error_reply_echoes_xid_and_language_tag() -> None:
-    request = build_message(SrvTypeRqst(xid=0xBEEF, language="en_GB"))
-    error = expect_error(request, ErrorCode.LANGUAGE_NOT_SUPPORTED, True)
-    # RFC 2608 8: a reply carries the request's language tag, even one we cannot use.
+def test_error_reply_echoes_xid_and_a_well_formed_language_tag() -> None:
+    # RFC 2608 8: a reply carries the request's language tag...
+    bad_predicate = SrvRqst(xid=0xBEEF, language="de-CH", service_type="service:x", predicate="(a")
+    error = expect_error(build_message(bad_predicate), ErrorCode.PARSE_ERROR, True)
     assert build_error_reply(error) == build_message(
-        SrvTypeRply(xid=0xBEEF, language="en_GB", error_code=ErrorCode.LANGUAGE_NOT_SUPPORTED)
+        SrvRply(xid=0xBEEF, language="de-CH", error_code=ErrorCode.PARSE_ERROR)
     )
-    request = build_message(SrvTypeRqst(xid=1, language="\u00e9"))
-    error = expect_error(request, ErrorCode.LANGUAGE_NOT_SUPPORTED, True)
-    assert build_error_reply(error) == build_message(
-        SrvTypeRply(xid=1, language="en", error_code=ErrorCode.LANGUAGE_NOT_SUPPORTED)
-    )
+    # ...but not a malformed one, which the reply's reader would refuse (issue 12 item 8).
+    for tag in ("en_GB", "\u00e9", "x" * 1300, "en-" * 400):
+        request = build_message(SrvTypeRqst(xid=1, language=tag))
+        error = expect_error(request, ErrorCode.LANGUAGE_NOT_SUPPORTED, True)
+        reply = build_error_reply(error)
+        assert reply == build_message(
+            SrvTypeRply(xid=1, language="en", error_code=ErrorCode.LANGUAGE_NOT_SUPPORTED)
+        )
+        assert isinstance(parse_message(reply), SrvTypeRply)
 
 
 @pytest.mark.parametrize(
@@ -491,10 +495,19 @@ def test_url_entry_count_past_the_message() -> None:
     expect_error(header(2, body, xid=5), ErrorCode.PARSE_ERROR, False)
 
 
-def test_error_replies_carry_only_the_code() -> None:
-    # RFC 2608 7: after a nonzero error code the rest of a reply may be cut off.
-    built = build_message(SrvRply(xid=2, error_code=4, url_entries=(UrlEntry("x", 1),)))
-    assert built == header(2, u16(4), xid=2)
+def test_error_replies_carry_their_counts_and_lengths_zero() -> None:
+    # OpenSLP and Wireshark read the fields after the code (issue 11 item 6).
+    assert build_message(SrvRply(xid=2, error_code=4)) == header(2, u16(4) + u16(0), xid=2)
+    assert build_message(SrvTypeRply(xid=2, error_code=4)) == header(10, u16(4) + u16(0), xid=2)
+    assert build_message(AttrRply(xid=2, error_code=4)) == header(7, u16(4) + u16(0) + u8(0), xid=2)
+    advert = DAAdvert(xid=2, error_code=4, boot_timestamp=9)
+    empty = u16(0) + u16(0) + u16(0) + u16(0) + u8(0)  # URL, scopes, attrs, SPIs, auths
+    assert build_message(advert) == header(8, u16(4) + u32(9) + empty, xid=2)
+    assert build_message(SrvAck(xid=2, error_code=4)) == header(5, u16(4), xid=2)
+    # RFC 2608 7: a reply cut after its code, or carrying more, still parses.
+    assert parse_message(header(2, u16(4), xid=2)) == SrvRply(
+        xid=2, error_code=ErrorCode.SCOPE_NOT_SUPPORTED
+    )
     assert parse_message(header(2, u16(4) + u16(3) + b"\x00\x01", xid=2)) == SrvRply(
         xid=2, error_code=ErrorCode.SCOPE_NOT_SUPPORTED
     )

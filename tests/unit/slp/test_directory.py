@@ -1,5 +1,7 @@
 """The DA's service table: keys, indexes, RFC 2608 9.3 updates, expiry, caps, registry feed."""
 
+import dataclasses
+
 import pytest
 
 from discovery_agent.slp.attributes import Attribute, parse_attr_list
@@ -177,16 +179,50 @@ def test_caps_per_source_and_total() -> None:
     directory.register(registration(url(5), source="10.0.0.8"), 301)
 
 
-def test_registry_entries_last_and_slp_cannot_touch_them(directory: Directory) -> None:
+def test_a_url_the_registry_feeds_is_listed_once_as_the_registry_has_it(
+    directory: Directory,
+) -> None:
     attrs = (Attribute("iscsi-name", ("iqn.2001-04.com.example:sn.1",)),)
-    directory.register(registration(url(1), "(from=slp)"), 0)
-    directory.put(url(1), TARGET, ("DEFAULT",), attrs, 1)  # takes over the same key
-    held = directory.register(registration(url(1), "(from=slp)"), 2)
-    assert held.source == ISNS_SOURCE and held.attributes == attrs
-    directory.deregister(url(1), ["DEFAULT"], (), 3)
+    directory.register(registration(url(1), "(from=slp)", scopes=("lab",)), 0)
+    directory.put(url(1), TARGET, ("DEFAULT",), attrs, 1)
+    directory.register(registration(url(1), "(from=slp)"), 2)  # a refresh, in other scopes
+    everywhere = scope_keys(["DEFAULT", "lab"])
+    (entry,) = directory.by_url(url(1), everywhere, 10)  # not in "lab" (issue 11 item 3)
+    assert entry.source == ISNS_SOURCE and entry.attributes == attrs
+    assert [e.url for e in directory.by_type(TARGET, everywhere, 10)] == [url(1)]
+    # Held all the same: it still expires, and a SrvDeReg knows it.
+    assert directory.holds_registration(url(1), "EN", 10) and len(directory) == 2
+    assert directory.deregister(url(1), ["DEFAULT"], (), 3)
+    assert not directory.deregister(url(1), ["DEFAULT"], (), 3)  # never held (now)
+    assert not directory.holds_registration(url(1), "en", 3)
     (entry,) = directory.by_type(TARGET, DEFAULT, 10**9)
     assert entry.expires is None and entry.attributes == attrs
     assert directory.remove(url(1)) and not directory.remove(url(1))
+    assert len(directory) == 0
+
+
+def test_slp_registrations_come_back_when_the_registry_drops_the_url(
+    directory: Directory,
+) -> None:
+    directory.register(registration(url(1), "(from=slp)"), 0)
+    directory.put(url(1), TARGET, ("DEFAULT",), (), 1)
+    assert [e.source for e in directory.by_url(url(1), DEFAULT, 2)] == [ISNS_SOURCE]
+    directory.remove(url(1))
+    assert [e.source for e in directory.by_url(url(1), DEFAULT, 2)] == [SA]
+    assert urls(directory, TARGET) == [url(1)]
+    assert directory.by_url(url(1), DEFAULT, 301) == []  # its lifetime ran on meanwhile
+
+
+def test_a_registration_can_be_listed_in_fewer_scopes_than_it_names(
+    directory: Directory,
+) -> None:
+    named = registration(url(1), scopes=("DEFAULT", "dd-prod"))
+    listed = dataclasses.replace(named, listed_scopes=("DEFAULT",))
+    directory.register(listed, 0)
+    assert urls(directory, TARGET, scope_keys(["dd-prod"])) == []
+    assert urls(directory, TARGET) == [url(1)]
+    # The key is what it named: a SrvDeReg names the same scopes (RFC 2608 10.6).
+    assert directory.deregister(url(1), ["DEFAULT", "dd-prod"], (), 1)
     assert len(directory) == 0
 
 
