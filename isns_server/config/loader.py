@@ -27,7 +27,9 @@ from .schema import (
 _DEFAULT_PORTS = {
     "isns": 3205, "portal": 3260, "slp": 427, "api": 8080, "discovery_agent": 3205,
 }  # fmt: skip
-_SIZE_FIELDS = {"size", "max_message_size", "max_body_size", "reassembly_budget"}
+_SIZE_FIELDS = {
+    "size", "max_message_size", "max_body_size", "reassembly_budget", "max_write_buffer",
+}  # fmt: skip
 _CHOICES = {
     "log_level": ("debug", "info", "warning", "error"),
     "backend": ("sqlite", "memory"),
@@ -39,6 +41,7 @@ _POSITIVE = {
     "mtu", "rate_limit", "rate_burst", "advert_period", "max_body_size", "audit_records",
     "idle_timeout", "max_connections", "max_connections_per_source", "reassembly_budget",
     "reassembly_timeout", "udp_rate_limit", "udp_rate_burst", "udp_answer_factor",
+    "max_write_buffer", "data_out_timeout", "login_warning_interval",
 }  # fmt: skip
 
 

@@ -146,6 +146,16 @@ class PortalSection:
         default=30, metadata=_help("seconds of silence before a NOP-In ping; 0: never ping")
     )
     nop_in_timeout: int = field(default=15, metadata=_help("seconds, at least 1"))
+    max_write_buffer: int = field(
+        default=128 << 20,
+        metadata=_help("bytes of write data all sessions may hold at once, e.g. 128MiB"),
+    )
+    data_out_timeout: int = field(
+        default=20, metadata=_help("seconds Data-Out asked for by an R2T may take to arrive")
+    )
+    login_warning_interval: int = field(
+        default=60, metadata=_help("seconds between two warnings about one address's logins")
+    )
     max_connections: int = field(default=1024, metadata=_help("TCP connections held at once"))
     max_connections_per_source: int = field(
         default=128, metadata=_help("TCP connections one address may hold at once")

@@ -12,7 +12,8 @@ announced with `io.wake()`.
 Bad input gets the RFC's answer: before the first Login Request the connection just
 closes (3.2.3); during login, a Login reject (5.3); in the Full Feature Phase a Reject
 for a PDU that can be skipped, or a close when the stream can no longer be trusted (6.6,
-6.7).
+6.7). Refused and timed-out logins are logged at most once per source address and
+`PortalSettings.login_warnings` interval, with a count of those left out.
 """
 
 import logging
@@ -20,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..logthrottle import LogThrottle
+from .dataout import WritePolicy
 from .iscsi.codec import PduReader, encode_pdu
 from .iscsi.constants import BHS_LENGTH, LoginStatus, Opcode, RejectReason
 from .iscsi.errors import (
@@ -68,8 +71,18 @@ class ConnectionIo(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PortalSettings:
+    """What every connection of the portal shares: policies, the write budget and the
+    login warnings' throttle."""
+
     login: LoginPolicy
     keepalive: KeepalivePolicy
+    writes: WritePolicy
+    login_warnings: LogThrottle  # keyed by source address
+
+
+def login_warnings(interval: float) -> LogThrottle:
+    """The portal's throttle for `PortalSettings.login_warnings`: this module's lines."""
+    return LogThrottle(log, interval)
 
 
 class Connection:
@@ -83,6 +96,7 @@ class Connection:
     ) -> None:
         self.reader = PduReader()
         self.peer = peer
+        self._source = peer.rpartition(":")[0] or peer  # the host of netaddr's host:port
         self._io = io
         self.closing: str | None = None  # why the connection is being closed
         self.session: FullFeatureSession | None = None
@@ -100,7 +114,7 @@ class Connection:
             try:
                 pdu = self.reader.next_pdu()
             except IscsiError as error:
-                self._bad_pdu(error)
+                self._bad_pdu(error, now)
                 continue
             if pdu is None:
                 return
@@ -133,7 +147,8 @@ class Connection:
         if self.session is not None:
             self._apply(self.session.handle_timer(now))
         elif self._login.handle_timer(now):
-            self._close(f"login not completed in {self._settings.login.login_timeout:g} s")
+            self.closing = f"login not completed in {self._settings.login.login_timeout:g} s"
+            self._login_warning(now, "%s: closing the connection: %s", self._who(), self.closing)
 
     def connection_lost(self) -> None:
         if self.session is not None:
@@ -147,7 +162,7 @@ class Connection:
     def _after_login(self, now: float) -> None:
         state = self._login.state
         if state is LoginState.FAILED:
-            self._login_failed()
+            self._login_failed(now)
         elif state is LoginState.FULL_FEATURE:
             result = self._login.result
             assert result is not None
@@ -165,11 +180,12 @@ class Connection:
                 self._settings.login.command_window,
                 now,
                 self._push,
+                self._settings.writes,
             )
             self._services.session_started(result, self._reinstated)
             log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
 
-    def _login_failed(self) -> None:
+    def _login_failed(self, now: float) -> None:
         failure = self._login.failure
         assert failure is not None
         if not self._login_started:
@@ -178,7 +194,13 @@ class Connection:
             return
         hint = _HINTS.get(failure.status)
         self.closing = f"login refused: {failure}"
-        log.warning("%s: login refused: %s%s", self._who(), failure, f"; {hint}" if hint else "")
+        self._login_warning(
+            now, "%s: login refused: %s%s", self._who(), failure, f"; {hint}" if hint else ""
+        )
+
+    def _login_warning(self, now: float, text: str, *args: object) -> None:
+        """One source's failed logins: the first of each interval, and how many more."""
+        self._settings.login_warnings.warning(self._source, now, text, *args)
 
     def _push(self, step: SessionStep) -> None:
         if self.closing is None:
@@ -198,7 +220,7 @@ class Connection:
 
     # Errors --------------------------------------------------------------------------
 
-    def _bad_pdu(self, error: IscsiError) -> None:
+    def _bad_pdu(self, error: IscsiError, now: float) -> None:
         if self.session is None:
             status = (
                 LoginStatus.INVALID_DURING_LOGIN
@@ -211,7 +233,7 @@ class Connection:
                 request = LoginRequest.unpack(header)
                 self._login_started = True
             self._send(self._login.refuse(LoginError(status, str(error)), request))
-            self._login_failed()
+            self._login_failed(now)
             return
         if error.fatal:
             if isinstance(error, DataSegmentTooLongError):

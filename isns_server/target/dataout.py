@@ -16,6 +16,16 @@ Target Transfer Tag, so it is told apart from every R2T's sequence and dropped w
 "unexpected unsolicited data". An unsolicited burst ending short of FirstBurstLength
 leaves the R2Ts' sequences, which start there, intact: "not enough unsolicited data".
 
+Memory for the data is taken when the first Data-Out carrying some arrives, not when the
+command announces its length: a write that is announced and never sent costs nothing
+but its bookkeeping. It is borrowed from the portal's `WriteBudget`, shared by every
+session; when the budget cannot cover it, the data is discarded as after a mistake and
+the command ends TASK SET FULL (SAM-5 5.3), which initiators retry. Data asked for that
+stops arriving ends the task after `WritePolicy.timeout` (`expired`): at
+ErrorRecoveryLevel 0 there is no recovery R2T (6.1.4.1), so the command ends with CHECK
+CONDITION, ABORTED COMMAND, INITIATOR RESPONSE TIMEOUT (SPC-4 4Bh/06h), and its memory
+goes back to the budget.
+
 Anything else shows the initiator's sequences are not ours: a Target Transfer Tag never
 given, an R2T answered before the earlier ones ended or with other bytes than it asked
 for (the initiator must deliver exactly those, 3.2.4.2), data at another offset (which
@@ -28,9 +38,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .iscsi.constants import RESERVED_TAG
+from .iscsi.constants import RESERVED_TAG, ScsiStatus
 from .iscsi.negotiation import SessionParameters
 from .iscsi.pdu import DataOut, ScsiCommand
+from .scsi import ScsiResult
 from .scsi.constants import AdditionalSense, SenseKey
 from .scsi.sense import CheckCondition
 
@@ -42,15 +53,65 @@ class DataOutError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DataOutFailure:
-    """A mistake that fails the task, not the connection: what the initiator did, for
-    the log, and the iSCSI condition the task ends with (10.4.7.2)."""
+    """What fails the task, not the connection: what happened, for the log, and the
+    iSCSI condition the task ends with (10.4.7.2); no sense: TASK SET FULL, the
+    portal had no memory left for the data."""
 
     reason: str
-    sense: AdditionalSense
+    sense: AdditionalSense | None
+
+    def result(self) -> ScsiResult:
+        if self.sense is None:
+            return ScsiResult(ScsiStatus.TASK_SET_FULL)
+        return CheckCondition(SenseKey.ABORTED_COMMAND, self.sense).result()
 
     @property
-    def condition(self) -> CheckCondition:
-        return CheckCondition(SenseKey.ABORTED_COMMAND, self.sense)
+    def outcome(self) -> str:
+        """How the command ends, for the log."""
+        if self.sense is None:
+            return "TASK SET FULL (the initiator retries it later)"
+        return f"ABORTED COMMAND, {self.sense.name.replace('_', ' ')}"
+
+
+class Loan:
+    """Bytes borrowed from a `WriteBudget`; `give_back` may be called more than once."""
+
+    __slots__ = ("_budget", "size")
+
+    def __init__(self, budget: "WriteBudget", size: int) -> None:
+        self._budget: WriteBudget | None = budget
+        self.size = size
+
+    def give_back(self) -> None:
+        if self._budget is not None:
+            self._budget.held -= self.size
+            self._budget = None
+
+
+class WriteBudget:
+    """Bytes of write data the whole portal may hold at once (waiting for the rest of
+    their Data-Out, or being written): one per process, lent to every session."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.held
+
+    def borrow(self, size: int) -> Loan | None:
+        """None: not that much is left."""
+        if size > self.available:
+            return None
+        self.held += size
+        return Loan(self, size)
+
+
+@dataclass(frozen=True, slots=True)
+class WritePolicy:
+    budget: WriteBudget
+    timeout: float  # seconds Data-Out asked for may take to arrive, PDU after PDU
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +153,23 @@ class _Sequence:
 
 
 class DataOutTransfer:
-    def __init__(self, command: ScsiCommand, length: int, limits: DataOutLimits) -> None:
+    def __init__(
+        self,
+        command: ScsiCommand,
+        length: int,
+        limits: DataOutLimits,
+        policy: WritePolicy,
+        now: float,
+    ) -> None:
         self.command = command
+        self.length = length
         immediate = command.data[:length]  # more than expected is dropped (overflow)
-        self.buffer: bytearray | memoryview
-        if len(immediate) == length:  # all there: the command's own buffer, no copy
-            self.buffer = memoryview(immediate)
-        else:
-            self.buffer = bytearray(length)
-            self.buffer[: len(immediate)] = immediate
+        self._immediate = memoryview(immediate)  # the command's own buffer, no copy
+        self._buffer: bytearray | None = None  # allocated when the rest starts to arrive
+        self.loan: Loan | None = None  # the budget's share of `_buffer`
         self.received = len(immediate)  # bytes in, in offset order
+        self._policy = policy
+        self._heard = now  # when the command or its last Data-Out arrived
         self._limits = limits
         self._sequences: deque[_Sequence] = deque()  # expected, in offset order
         self._asked = self.received  # end of the data announced or asked for so far
@@ -113,8 +181,34 @@ class DataOutTransfer:
             self._sequences.append(_Sequence(RESERVED_TAG, unsolicited_end))
 
     @property
+    def buffer(self) -> bytearray | memoryview:
+        """The data received: all of it once `complete`."""
+        return self._immediate if self._buffer is None else self._buffer
+
+    @property
     def complete(self) -> bool:
-        return self.failure is None and self.received >= len(self.buffer)
+        return self.failure is None and self.received >= self.length
+
+    @property
+    def deadline(self) -> float:
+        """When the Data-Out it waits for is overdue (see `expired`)."""
+        return self._heard + self._policy.timeout
+
+    def expired(self) -> DataOutFailure:
+        """The initiator stopped sending the data asked for: the task ends now, its
+        memory goes back, and Data-Out still coming for it is answered with a Reject."""
+        self.release()
+        return DataOutFailure(
+            f"no Data-Out for {self._policy.timeout:g} s with {self.length - self.received}"
+            f" of {self.length} bytes still to come",
+            AdditionalSense.INITIATOR_RESPONSE_TIMEOUT,
+        )
+
+    def release(self) -> None:
+        """The transfer is dropped: its memory goes back to the budget."""
+        self._buffer = None
+        if self.loan is not None:
+            self.loan.give_back()
 
     @property
     def failed(self) -> DataOutFailure | None:
@@ -128,8 +222,8 @@ class DataOutTransfer:
         if self.failure is not None:
             return bursts  # no more R2Ts: the command ends with `failed`
         outstanding = sum(1 for s in self._sequences if s.ttt != RESERVED_TAG)
-        while outstanding < self._limits.max_outstanding_r2t and self._asked < len(self.buffer):
-            length = min(self._limits.max_burst, len(self.buffer) - self._asked)
+        while outstanding < self._limits.max_outstanding_r2t and self._asked < self.length:
+            length = min(self._limits.max_burst, self.length - self._asked)
             burst = BurstRequest(new_tag(), self._r2tsn, self._asked, length)
             self._sequences.append(_Sequence(burst.ttt, burst.offset + length))
             self._asked += length
@@ -138,7 +232,8 @@ class DataOutTransfer:
             bursts.append(burst)
         return bursts
 
-    def receive(self, pdu: DataOut) -> None:
+    def receive(self, pdu: DataOut, now: float) -> None:
+        self._heard = now
         sequence = self._sequences[0] if self._sequences else None
         if pdu.ttt == RESERVED_TAG and (sequence is None or sequence.ttt != RESERVED_TAG):
             if self.failure is None:
@@ -152,14 +247,32 @@ class DataOutTransfer:
                 raise DataOutError(f"Data-Out with target transfer tag {pdu.ttt:#x} not asked for")
             raise DataOutError(f"Data-Out for R2T {pdu.ttt:#x} before the earlier ones ended")
         if self.failure is None:
-            self.failure = self._mistake(pdu, sequence)
+            self.failure = self._mistake(pdu, sequence) or self._allocate()
         if self.failure is None:  # after a mistake offsets may skip a lost PDU: discard all
+            assert self._buffer is not None
             end = pdu.buffer_offset + len(pdu.data)
-            self.buffer[pdu.buffer_offset : end] = pdu.data
+            self._buffer[pdu.buffer_offset : end] = pdu.data
             self.received = end
             sequence.datasn += 1
         if pdu.final:
             self._sequences.popleft()
+
+    def _allocate(self) -> DataOutFailure | None:
+        """The whole buffer, borrowed from the budget, once data beyond the immediate
+        arrives; a failure if the budget cannot lend it."""
+        if self._buffer is not None:
+            return None
+        budget = self._policy.budget
+        self.loan = budget.borrow(self.length)
+        if self.loan is None:
+            return DataOutFailure(
+                f"no memory for {self.length} bytes of write data: the portal holds"
+                f" {budget.held} of its {budget.capacity} (portal.max_write_buffer)",
+                None,
+            )
+        self._buffer = bytearray(self.length)
+        self._buffer[: len(self._immediate)] = self._immediate
+        return None
 
     def _mistake(self, pdu: DataOut, sequence: _Sequence) -> DataOutFailure | None:
         """What fails the task in this PDU of `sequence`, if anything; raises DataOutError

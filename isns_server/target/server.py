@@ -15,7 +15,8 @@ from ..config import Config, ListenAddress
 from ..registry import Registry, TargetPortal
 from ..service.server import listen_problem
 from .affinity import pin_to_one_cpu
-from .connection import PortalSettings
+from .connection import PortalSettings, login_warnings
+from .dataout import WriteBudget, WritePolicy
 from .directory import PortalDirectory
 from .heap import keep_freed_buffers
 from .iscsi.login import LoginPolicy
@@ -65,6 +66,8 @@ class PortalServer:
             settings = PortalSettings(
                 LoginPolicy(portal_group_tag=PORTAL_GROUP_TAG, login_timeout=portal.login_timeout),
                 KeepalivePolicy(portal.nop_in_interval, portal.nop_in_timeout),
+                WritePolicy(WriteBudget(portal.max_write_buffer), portal.data_out_timeout),
+                login_warnings(portal.login_warning_interval),
             )
             directory = PortalDirectory(
                 self.registry,

@@ -8,10 +8,12 @@ window first, so even a rejected command is acknowledged in order. NOP-In pings 
 watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
 
 A write command whose data is not all immediate waits in `_transfers` for the Data-Out
-PDUs its R2Ts ask for; Data-Out is not numbered by CmdSN (3.2.2.1). A command with all
-its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller has it run (at once,
-or on its unit's worker thread) and hands the result to `complete`, which builds the
-response.
+PDUs its R2Ts ask for; Data-Out is not numbered by CmdSN (3.2.2.1). Its memory is
+borrowed from the portal's write budget (dataout.py) and given back when the task ends;
+one whose data stops coming ends at its deadline, which `handle_timer` also keeps. A
+command with all its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller has
+it run (at once, or on its unit's worker thread) and hands the result to `complete`,
+which builds the response.
 """
 
 import logging
@@ -23,7 +25,15 @@ from ..registry import VisibleTarget
 from ..registry.objects import normalize_name
 from .cmdsn import SERIAL_MASK, CommandWindow, serial_distance
 from .command import ResponseNumbers, command_responses, sense_segment
-from .dataout import DataOutError, DataOutLimits, DataOutTransfer
+from .dataout import (
+    DataOutError,
+    DataOutFailure,
+    DataOutLimits,
+    DataOutTransfer,
+    Loan,
+    WriteBudget,
+    WritePolicy,
+)
 from .iscsi.codec import encode_pdu
 from .iscsi.constants import (
     RESERVED_TAG,
@@ -66,8 +76,9 @@ Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutReq
 _MRDSL = KEYS["MaxRecvDataSegmentLength"]
 _LOGOUT_REASONS = frozenset(LogoutReasonCode)
 _MAX_WRITE = 16 << 20  # bytes one write command may announce; a bigger one is refused
-# Data-Out bytes a session may hold at once (waiting for R2T data or being written);
-# a write past it is answered TASK SET FULL, and the initiator retries it later (SAM-5 5.3)
+# Data-Out bytes a session may have announced at once (waiting for R2T data or being
+# written); a write past it, or past what the portal's budget has left, is answered TASK
+# SET FULL, and the initiator retries it later (SAM-5 5.3)
 _WRITE_BUDGET = 64 << 20
 
 log = logging.getLogger(__name__)
@@ -113,8 +124,10 @@ class FullFeatureSession:
         command_window: int,
         now: float,
         push: Callable[["SessionStep"], None] = lambda step: None,
+        writes: WritePolicy | None = None,
     ) -> None:
-        """`push` sends what the session says unasked (asynchronous events)."""
+        """`push` sends what the session says unasked (asynchronous events); `writes` is
+        the portal's write budget and Data-Out timeout (default: a budget of its own)."""
         self.login = login
         self.parameters = login.parameters
         self.discovery = login.session_type is SessionType.DISCOVERY
@@ -134,6 +147,8 @@ class FullFeatureSession:
         self._ping: float | None = None  # when the unanswered NOP-In ping was sent
         self._transfers: dict[int, DataOutTransfer] = {}  # by Initiator Task Tag
         self._data_out_limits = DataOutLimits.of(self.parameters)
+        self._writes = writes or WritePolicy(WriteBudget(_WRITE_BUDGET), 60.0)
+        self._loans: dict[int, Loan] = {}  # of running tasks, by Initiator Task Tag
         self._tasks = TaskSet()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
         self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
@@ -152,7 +167,7 @@ class FullFeatureSession:
         if isinstance(pdu, NopOut) and pdu.itt == RESERVED_TAG:
             return step  # no response, no CmdSN, whatever the I bit says (10.18.1)
         if isinstance(pdu, DataOut):
-            self._data_out(pdu, step)
+            self._data_out(pdu, now, step)
             return step
         if not isinstance(pdu, Command):
             step.pdus.append(self._not_allowed(pdu))
@@ -313,7 +328,7 @@ class FullFeatureSession:
             task = self._tasks.get(request.referenced_task_tag)
             if task is not None:
                 affected.append(task)
-            elif self._transfers.pop(request.referenced_task_tag, None) is None:
+            elif not self._drop_transfer(request.referenced_task_tag):
                 response = self._absent_task(request)
         elif function in (
             TaskManagementFunction.ABORT_TASK_SET,
@@ -332,7 +347,8 @@ class FullFeatureSession:
             TaskManagementFunction.TARGET_WARM_RESET,
             TaskManagementFunction.TARGET_COLD_RESET,
         ):
-            self._transfers.clear()
+            for itt in list(self._transfers):
+                self._drop_transfer(itt)
             affected = self._tasks.all()
             reset += scsi.units.values()
         else:
@@ -368,7 +384,14 @@ class FullFeatureSession:
 
     def _drop_transfers(self, lun: int) -> None:
         for itt in [i for i, t in self._transfers.items() if t.command.lun == lun]:
-            del self._transfers[itt]
+            self._drop_transfer(itt)
+
+    def _drop_transfer(self, itt: int) -> bool:
+        """Whether a write was waiting for Data-Out under `itt`; its memory goes back."""
+        transfer = self._transfers.pop(itt, None)
+        if transfer is not None:
+            transfer.release()
+        return transfer is not None
 
     def _scsi_command(self, command: ScsiCommand, step: SessionStep) -> None:
         if self._scsi is None:
@@ -385,10 +408,14 @@ class FullFeatureSession:
         if not length:  # no Data-Out to wait for (any data sent with it is dropped)
             self._start(command, bytearray(), step)
             return
-        if self._write_bytes_held() + length > _WRITE_BUDGET:
+        if (
+            self._write_bytes_held() + length > _WRITE_BUDGET
+            or length > self._writes.budget.available
+        ):
             step.pdus += self._respond(command, ScsiResult(ScsiStatus.TASK_SET_FULL))
             return
-        transfer = DataOutTransfer(command, length, self._data_out_limits)
+        limits, now = self._data_out_limits, self._heard  # the command was just heard
+        transfer = DataOutTransfer(command, length, limits, self._writes, now)
         if transfer.complete:
             self._start(command, transfer.buffer, step)
         else:
@@ -396,36 +423,42 @@ class FullFeatureSession:
             step.pdus += self._r2ts(transfer)
 
     def _write_bytes_held(self) -> int:
-        waiting = sum(len(transfer.buffer) for transfer in self._transfers.values())
+        waiting = sum(transfer.length for transfer in self._transfers.values())
         return waiting + sum(len(task.data_out) for task in self._tasks.all())
 
-    def _data_out(self, pdu: DataOut, step: SessionStep) -> None:
+    def _data_out(self, pdu: DataOut, now: float, step: SessionStep) -> None:
         transfer = self._transfers.get(pdu.itt)
-        if transfer is None:  # no write of this session is waiting for data
+        if transfer is None:  # no write of this session is waiting for data (any more)
             step.pdus.append(self._not_allowed(pdu))
             return
         try:
-            transfer.receive(pdu)
+            transfer.receive(pdu, now)
         except DataOutError as error:
             step.close = f"{error} (task {pdu.itt:#x}; RFC 3720 6.1.4.2)"
             return
         failed = transfer.failed
-        if failed is not None:  # the initiator erred, the sequences asked for are over (6.7 b)
-            del self._transfers[pdu.itt]
-            log.warning(
-                "%s: %s (task %#x): the write fails with ABORTED COMMAND, %s and nothing is"
-                " written (RFC 3720 10.4.7.2)",
-                self.nexus,
-                failed.reason,
-                pdu.itt,
-                failed.sense.name.replace("_", " "),
-            )
-            step.pdus += self._respond(transfer.command, failed.condition.result())
+        if failed is not None:  # the sequences asked for are over (6.7 b)
+            self._drop_transfer(pdu.itt)
+            self._fail_write(transfer, failed, step)
         elif transfer.complete:
             del self._transfers[pdu.itt]
+            if transfer.loan is not None:  # held until the task has written the data
+                self._loans[pdu.itt] = transfer.loan
             self._start(transfer.command, transfer.buffer, step)
         else:
             step.pdus += self._r2ts(transfer)
+
+    def _fail_write(
+        self, transfer: DataOutTransfer, failed: DataOutFailure, step: SessionStep
+    ) -> None:
+        log.warning(
+            "%s: %s (task %#x): the write fails with %s and nothing is written",
+            self.nexus,
+            failed.reason,
+            transfer.command.itt,
+            failed.outcome,
+        )
+        step.pdus += self._respond(transfer.command, failed.result())
 
     def _r2ts(self, transfer: DataOutTransfer) -> list[R2T]:
         numbers = self._numbers(advance=False)  # 10.8.3: an R2T carries, not uses, StatSN
@@ -456,6 +489,9 @@ class FullFeatureSession:
         """A task started by an earlier step ended with `result`: its response, unless it
         was aborted, then the task management responses that were waiting for it."""
         step = SessionStep()
+        loan = self._loans.pop(task.itt, None)
+        if loan is not None:
+            loan.give_back()
         if not task.aborted:
             step.pdus += self._respond(task.command, result)
         step.pdus += self._tasks.finish(task)
@@ -482,7 +518,11 @@ class FullFeatureSession:
     def close(self) -> None:
         """The session ends: what its I_T nexus held (RESERVE (6)) is released, unless a
         reinstating session carries the nexus on."""
-        self._transfers.clear()
+        for itt in list(self._transfers):
+            self._drop_transfer(itt)
+        for loan in self._loans.values():  # a task still running frees its data soon
+            loan.give_back()
+        self._loans.clear()
         self._tasks.clear()
         if self._scsi is None or self.reinstated:
             return
@@ -495,6 +535,14 @@ class FullFeatureSession:
     @property
     def deadline(self) -> float | None:
         """When `handle_timer` must run next; None: never."""
+        deadlines = [transfer.deadline for transfer in self._transfers.values()]
+        keepalive = self._keepalive_deadline
+        if keepalive is not None:
+            deadlines.append(keepalive)
+        return min(deadlines, default=None)
+
+    @property
+    def _keepalive_deadline(self) -> float | None:
         if not self._keepalive.interval:
             return None
         if self.discovery:  # it may not answer pings (3.3): close it once idle too long
@@ -504,14 +552,19 @@ class FullFeatureSession:
         return self._heard + self._keepalive.interval
 
     def handle_timer(self, now: float) -> SessionStep:
-        deadline = self.deadline
+        step = SessionStep()
+        for itt in [i for i, t in self._transfers.items() if now >= t.deadline]:
+            transfer = self._transfers.pop(itt)
+            self._fail_write(transfer, transfer.expired(), step)
+        deadline = self._keepalive_deadline
         if deadline is None or now < deadline:
-            return SessionStep()
+            return step
         if self.discovery:
-            return SessionStep(close=f"discovery session idle for {now - self._heard:.0f} s")
+            step.close = f"discovery session idle for {now - self._heard:.0f} s"
+            return step
         if self._ping is not None:
-            timeout = self._keepalive.timeout
-            return SessionStep(close=f"no answer to a NOP-In ping in {timeout:g} s")
+            step.close = f"no answer to a NOP-In ping in {self._keepalive.timeout:g} s"
+            return step
         self._ping = now
         numbers = self._numbers(advance=False)  # 10.19.2: a ping does not advance StatSN
         ping = NopIn(
@@ -520,7 +573,8 @@ class FullFeatureSession:
             expcmdsn=numbers.expcmdsn,
             maxcmdsn=numbers.maxcmdsn,
         )
-        return SessionStep([ping])
+        step.pdus.append(ping)
+        return step
 
     # Numbers -------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from isns_server.config.schema import ChapCredentials, Lun, Target
 from isns_server.isnsp.constants import FunctionId, Tag
 from isns_server.isnsp.messages import Attribute, request
 from isns_server.registry import Policy, Registry, TargetPortal
-from isns_server.target.connection import Connection, PortalSettings
+from isns_server.target.connection import Connection, PortalSettings, login_warnings
+from isns_server.target.dataout import WriteBudget, WritePolicy
 from isns_server.target.directory import PortalDirectory
 from isns_server.target.iscsi.codec import PduReader, encode_pdu
 from isns_server.target.iscsi.constants import LoginStatus, RejectReason
@@ -45,7 +46,18 @@ ZONED, STRANGER, FRIEND = PREFIX + "zoned", PREFIX + "stranger", PREFIX + "frien
 ADMIN = PREFIX + "admin"
 PORTAL = TargetPortal(ip_address("127.0.0.1"), 3260, 1)
 NOW = 1000.0
-SETTINGS = PortalSettings(LoginPolicy(login_timeout=5), KeepalivePolicy(30, 15))
+
+
+def settings_of_a_portal() -> PortalSettings:
+    """A portal of its own for each peer: a budget, a throttle for login warnings."""
+    return PortalSettings(
+        LoginPolicy(login_timeout=5),
+        KeepalivePolicy(30, 15),
+        WritePolicy(WriteBudget(128 << 20), 20),
+        login_warnings(60),
+    )
+
+
 INQUIRY = bytes([0x12, 0, 0, 0, 36]).ljust(16, b"\0")
 
 
@@ -84,7 +96,8 @@ class Peer:
     def __init__(self, directory: PortalDirectory) -> None:
         self.tasks: list[ScsiTask] = []  # started, not yet run
         self.woken = 0
-        self.connection = Connection(directory, SETTINGS, "192.0.2.1:40000", NOW, self)
+        portal = settings_of_a_portal()
+        self.connection = Connection(directory, portal, "192.0.2.1:40000", NOW, self)
         self.reader = PduReader(max_recv_data_segment_length=1 << 24)
         self.digests = (False, False)
 
