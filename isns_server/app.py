@@ -17,7 +17,7 @@ from .isnsp.constants import Status
 from .isnsp.messages import Message
 from .registry import Policy, Registry
 from .service import Dispatcher, IsnsService
-from .store import Store, open_store
+from .store import Store, StoreError, check_writable, open_store
 from .target.registration import RegistryCall
 from .target.server import PortalServer
 
@@ -116,6 +116,18 @@ async def apply_configured_domains(
         if pending is not None:
             await pending
         log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
+
+
+def store_problem(config: Config) -> str | None:
+    """Why the configured store cannot be written (None: it can). Checked before anything
+    starts: a server that cannot keep registrations must not say it is ready."""
+    if config.store.backend != "sqlite":
+        return None
+    try:
+        check_writable(config.data_dir)
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def registry_call(dispatcher: Dispatcher) -> RegistryCall:

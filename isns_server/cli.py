@@ -3,7 +3,7 @@
 import sys
 
 from . import command
-from .app import Application
+from .app import Application, store_problem
 from .service import ListenError
 from .store import StoreError
 from .target.scsi import BackstoreError
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         build=Application,
         ready=lambda config: "isns-server ready",
         runtime_errors=(ListenError, StoreError, BackstoreError),
+        refuse=store_problem,
     )
 
 

@@ -143,6 +143,21 @@ class Registry:
         if node is not None:
             self.liveness.heard(node.entity, now)
 
+    def reload(self, records: Iterable[tuple[StoredRef, Record]], now: float) -> None:
+        """Replace what is in memory with `records`, what the store holds: after a failed
+        write, the changes that were not saved are undone. Timers of the entities that
+        stay keep running; an entity brought back starts its timers at `now`."""
+        before = list(self.db.entities)
+        self.db = persistence.restore(records)
+        self.liveness.db = self.db
+        self.liveness.sync({*before, *self.db.entities}, now)
+
+    def last_heard(self, name: str) -> int | None:
+        """When node `name`'s entity last sent a message or registered (its Timestamp);
+        None when it is not registered."""
+        node = self.db.nodes.get(normalize_name(name))
+        return None if node is None else node.entity.timestamp
+
     def export_record(self, ref: StoredRef) -> Record | None:
         """The JSON-serialisable record of `ref` (from Outcome.dirty); None once gone."""
         return persistence.export_record(self.db, ref)

@@ -5,6 +5,14 @@ The registry applies a request at once, in arrival order; the reply waits until 
 store says the change is durable, and so do the SCNs it causes. A request that changes
 nothing still waits for the writes queued before it, so no client reads state that a
 crash could take back.
+
+When a write fails (a full disk), the store drops every change not yet durable and the
+registry is reloaded from the store, so memory holds exactly what the disk does: the
+requests whose changes were dropped are answered Internal Error, and a query that was
+waiting behind them is answered again from the reloaded registry (it never sees the
+dropped changes, and another client's failed write is not its error). Until the store
+is writable again, requests that change the registry are refused with Internal Error
+before they touch it; queries are answered from memory.
 """
 
 import asyncio
@@ -20,6 +28,20 @@ from .heartbeat import HeartbeatMonitor
 from .notifier import Notifier
 
 log = logging.getLogger(__name__)
+
+# The functions that may change the registry, refused while the store cannot be written.
+CHANGING = frozenset(
+    (
+        FunctionId.DEV_ATTR_REG,
+        FunctionId.DEV_DEREG,
+        FunctionId.DD_REG,
+        FunctionId.DD_DEREG,
+        FunctionId.DDS_REG,
+        FunctionId.DDS_DEREG,
+        FunctionId.SCN_REG,
+        FunctionId.SCN_DEREG,
+    )
+)
 
 Reply = Callable[[Message], None]
 
@@ -42,6 +64,7 @@ class Dispatcher:
         self.notifier = notifier
         self.on_change = on_change
         self.heartbeats = HeartbeatMonitor()
+        store.on_write_failed(self._undo_unsaved)
 
     def dispatch(self, message: Message, reply: Reply, peer: str) -> None:
         """Handle one message; `reply` is called (maybe later) with the answer, if any."""
@@ -51,6 +74,11 @@ class Dispatcher:
         if message.is_response:
             # Responses to our ESI and SCN come back to the sockets that sent them.
             log.debug("ignored %s from %s", _function_name(message.function), peer)
+            return
+        if message.function in CHANGING and not self.store.writable:
+            name = _function_name(message.function)
+            log.debug("refused %s from %s: the store cannot be written", name, peer)
+            reply(response(message, Status.INTERNAL_ERROR))
             return
         try:
             outcome = self.registry.handle(message, self.clock())
@@ -69,8 +97,10 @@ class Dispatcher:
             return
 
         def durable(done: "asyncio.Future[None]") -> None:
-            if done.cancelled() or done.exception() is not None:
-                reply(response(message, Status.INTERNAL_ERROR))
+            if done.cancelled() or (done.exception() is not None and outcome.dirty):
+                reply(response(message, Status.INTERNAL_ERROR))  # its changes were undone
+            elif done.exception() is not None:
+                self.dispatch(message, reply, peer)  # answered from the registry as reloaded
             else:
                 reply(answer)
 
@@ -87,18 +117,35 @@ class Dispatcher:
                 self.on_change()
         else:
             pending = self.store.barrier()
-        if notifications and self.notifier is not None:
-            notifier = self.notifier
-            if pending is None:
+        notifier = self.notifier if notifications else None
+        if pending is None:
+            if notifier is not None:
                 notifier.submit(notifications)
-            else:
+            return None
 
-                def send(done: "asyncio.Future[None]") -> None:
-                    if not done.cancelled() and done.exception() is None:
-                        notifier.submit(notifications)
+        def settled(done: "asyncio.Future[None]") -> None:
+            # Taking the exception here also keeps an unobserved failure (an expiry's
+            # removal) out of the log: the store has logged it already.
+            if not done.cancelled() and done.exception() is None and notifier is not None:
+                notifier.submit(notifications)
 
-                pending.add_done_callback(send)
+        pending.add_done_callback(settled)
         return pending
+
+    def _undo_unsaved(self) -> None:
+        """The store dropped the changes it could not save: memory goes back to its state."""
+        try:
+            records = self.store.load()
+        except Exception:
+            log.exception(
+                "could not reread the registry from the store after a failed write: memory "
+                "may hold changes the disk does not; restart the server once the disk is "
+                "fixed"
+            )
+            return
+        self.registry.reload(records, self.clock())
+        if self.on_change is not None:
+            self.on_change()
 
 
 def _function_name(function: int) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from .base import Changes, Record, Ref, Store, StoreError
 from .memory import MemoryStore
-from .sqlite import SqliteStore
+from .sqlite import SqliteStore, check_writable
 
 
 def open_store(backend: str, data_dir: Path, durable: bool) -> Store:
@@ -21,5 +21,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "check_writable",
     "open_store",
 ]

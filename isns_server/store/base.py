@@ -1,7 +1,7 @@
 """What the server needs from persistence, whatever the backend."""
 
 import asyncio
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Protocol
 
 # A registry object reference such as ("entity", "ent1") or ("dd", 3); the registry defines
@@ -18,6 +18,18 @@ class StoreError(Exception):
 class Store(Protocol):
     def load(self) -> list[tuple[Ref, Record]]:
         """Every stored record, for rebuilding the registry at startup."""
+        ...
+
+    @property
+    def writable(self) -> bool:
+        """False from a failed write until the store has seen a write succeed again (it
+        keeps trying by itself); callers refuse changes meanwhile rather than make them."""
+        ...
+
+    def on_write_failed(self, undo: Callable[[], None]) -> None:
+        """Call `undo` when a write fails. Every change submitted and not yet durable is then
+        dropped, so `undo` is the moment to make memory match `load()` again; it runs before
+        the futures of the dropped changes fail."""
         ...
 
     def submit(self, changes: Changes) -> "asyncio.Future[None] | None":

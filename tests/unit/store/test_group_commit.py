@@ -27,7 +27,7 @@ class GatedWriter:
 
 async def test_changes_arriving_during_a_write_share_the_next_batch() -> None:
     writer = GatedWriter()
-    committer = GroupCommitter(writer, "test")
+    committer = GroupCommitter(writer, lambda: None, "test", "test.db")
     first = committer.submit({("entity", "a"): {"v": 1}})
     await asyncio.to_thread(writer.started.wait, 10)
     later = [committer.submit({("entity", name): {"v": 2}}) for name in "bcd"]
@@ -43,7 +43,7 @@ async def test_changes_arriving_during_a_write_share_the_next_batch() -> None:
 
 async def test_barrier_waits_for_earlier_writes_and_is_none_when_idle() -> None:
     writer = GatedWriter()
-    committer = GroupCommitter(writer, "test")
+    committer = GroupCommitter(writer, lambda: None, "test", "test.db")
     assert committer.barrier() is None
     write = committer.submit({("dd", 1): {"name": "x"}})
     barrier = committer.barrier()
@@ -54,18 +54,6 @@ async def test_barrier_waits_for_earlier_writes_and_is_none_when_idle() -> None:
     await barrier
     assert write.done()
     assert committer.barrier() is None
-    await committer.close()
-
-
-async def test_a_failed_write_is_reported_and_retried_with_the_next_batch() -> None:
-    writer = GatedWriter()
-    writer.gate.set()
-    writer.fail_next = True
-    committer = GroupCommitter(writer, "test")
-    with pytest.raises(StoreError, match="No space left"):
-        await committer.submit({("entity", "a"): {"v": 1}})
-    await committer.submit({("entity", "b"): {"v": 1}})
-    assert writer.batches == [{("entity", "a"): {"v": 1}, ("entity", "b"): {"v": 1}}]
     await committer.close()
 
 
