@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..names import iscsi_name_problem
 from ..registry import VisibleTarget
 from ..registry.objects import normalize_name
 from .cmdsn import SERIAL_MASK, CommandWindow, serial_distance
@@ -234,6 +235,15 @@ class FullFeatureSession:
         )
 
     def _answer(self, pairs: KeyValuePairs) -> list[Pair]:
+        keys = [key for key, _ in pairs]
+        if "SendTargets" in keys and len(keys) > 1:
+            raise TextRejected(  # appendix D: a SendTargets command is that one key
+                RejectReason.PROTOCOL_ERROR, "SendTargets with other keys in one Text Request"
+            )
+        if self.discovery and "SendTargets" not in keys:
+            raise TextRejected(  # 3.3: a discovery session takes SendTargets only
+                RejectReason.PROTOCOL_ERROR, "a discovery session takes SendTargets only"
+            )
         answers: list[Pair] = []
         for key, value in pairs:
             if key == "SendTargets":
@@ -252,19 +262,22 @@ class FullFeatureSession:
 
     def _send_targets(self, value: str) -> list[Pair]:
         """Appendix D: in a discovery session All, or one name, of the targets zoning
-        lets the initiator see; in a normal session only the session's own target."""
+        lets the initiator see; in a normal session only the session's own target, for
+        All too (newer initiators send it there). Any other value is rejected: an empty
+        answer would read as "no targets"."""
+        everything = value in ("All", "")
+        if not everything and iscsi_name_problem(normalize_name(value)) is not None:
+            raise TextRejected(
+                RejectReason.PROTOCOL_ERROR, "SendTargets is neither All, empty nor a name"
+            )
         if self.discovery:
             if not value:
                 return []  # no target is logged in to
             visible = self._services.visible_targets(self.parameters.initiator_name)
             wanted = normalize_name(value)
             return target_records(t for t in visible if value == "All" or t.name == wanted)
-        if value == "All":
-            raise TextRejected(
-                RejectReason.PROTOCOL_ERROR, "SendTargets=All is for discovery sessions only"
-            )
         own = self.parameters.target_name
-        if own is None or (value and normalize_name(value) != normalize_name(own)):
+        if own is None or (not everything and normalize_name(value) != normalize_name(own)):
             return []
         target = self._services.local_target(own)
         return target_records([target] if target else [])

@@ -133,13 +133,57 @@ def test_discovery_send_targets_all_and_by_name() -> None:
 
 
 def test_normal_session_send_targets_names_only_its_own_target() -> None:
+    """Appendix D: never another target; All is answered like the empty value."""
     session = new_session()
     own = [("TargetName", DISK), ("TargetAddress", "127.0.0.1:3260,1")]
     assert send_targets(session, "") == own
+    assert send_targets(session, "All") == own
     assert send_targets(session, DISK) == own
     assert send_targets(session, OTHER) == []
-    request = TextRequest(immediate=True, itt=2, data=encode_text([("SendTargets", "All")]))
+
+
+@pytest.mark.parametrize("discovery", [True, False])
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("SendTargets", "Alle")],  # neither All, empty nor an iSCSI name
+        [("SendTargets", "A")],
+        [("SendTargets", "all")],
+        [("SendTargets", "iqn.2026-13.bad")],
+        [("SendTargets", "All"), ("X-org.example.q", "1")],  # appendix D: one key only
+    ],
+)
+def test_a_bad_send_targets_is_rejected_and_the_session_goes_on(
+    discovery: bool, pairs: list[tuple[str, str]]
+) -> None:
+    """Rejected, not answered empty ("no targets"): libiscsi fails that one request
+    and its session lives on, which a text answer it cannot parse would not let it."""
+    session = new_session(discovery=discovery)
+    request = TextRequest(immediate=True, itt=2, data=encode_text(pairs))
     assert reason_of(session.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+    assert ("TargetName", DISK) in send_targets(session, "All")
+
+
+@pytest.mark.parametrize("key", ["SendTargetsPlease", "SENDTARGETS", "X-org.example.q"])
+def test_a_key_not_understood(key: str) -> None:
+    """A discovery session takes SendTargets only (3.3): a Reject. A normal session
+    answers key=NotUnderstood (5.2) in a final response: nothing is left waiting."""
+    request = TextRequest(immediate=True, itt=2, data=encode_text([(key, "All")]))
+    discovery = new_session(discovery=True)
+    assert reason_of(discovery.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+    normal = new_session()
+    response = one(normal.receive(request, NOW))
+    assert isinstance(response, TextResponse) and response.final and not response.continue_
+    assert list(decode_text(response.data)) == [(key, "NotUnderstood")]
+    assert ("TargetName", DISK) in send_targets(normal, "")
+
+
+def test_a_key_that_is_no_key_is_rejected() -> None:
+    """A lower-case first letter is no standard-label (5.1): a format error."""
+    for session in (new_session(discovery=True), new_session()):
+        request = TextRequest(immediate=True, itt=2, data=b"sendTargets=All\0")
+        assert reason_of(session.receive(request, NOW)) == RejectReason.PROTOCOL_ERROR
+        assert ("TargetName", DISK) in send_targets(session, "All")
 
 
 def test_text_keys_in_the_full_feature_phase() -> None:
@@ -274,7 +318,7 @@ def test_status_numbers_advance_by_one_per_response(discovery: bool) -> None:
     session = new_session(discovery=discovery)
     statsns = []
     for itt in range(3):
-        request = TextRequest(immediate=True, itt=itt, data=encode_text([("Z", "1")]))
+        request = TextRequest(immediate=True, itt=itt, data=encode_text([("SendTargets", "")]))
         response = one(session.receive(request, NOW))
         assert isinstance(response, TextResponse)
         statsns.append(response.statsn)
