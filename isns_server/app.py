@@ -11,13 +11,19 @@ from discovery_agent.service import (
     in_process_endpoints,
 )
 
+from .api import ApiServer, build_app
+from .api.audit import AuditLog
+from .api.auth import load_tokens
+from .api.context import ApiContext
+from .api.portal_state import portal_state
+from .api.writes import API_SOURCE, Planner, Writer
 from .config import Config
 from .config.schema import SlpSection
 from .isnsp.constants import Status
 from .isnsp.messages import Message
 from .registry import Policy, Registry
 from .service import Dispatcher, IsnsService
-from .store import Store, StoreError, check_writable, open_store
+from .store import Record, Ref, Store, StoreError, check_writable, open_store
 from .target.registration import RegistryCall
 from .target.server import PortalServer
 
@@ -34,13 +40,16 @@ class Application:
         self.isns: IsnsService | None = None
         self.portal: PortalServer | None = None
         self.discovery: DiscoveryAgentService | None = None
+        self.api: ApiServer | None = None
 
     async def start(self) -> None:
         config = self.config
         self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
         policy = Policy(
             default_dd=config.isns.default_dd,
-            control_nodes=frozenset(config.isns.control_nodes) | agent_control_nodes(config),
+            control_nodes=frozenset(config.isns.control_nodes)
+            | agent_control_nodes(config)
+            | api_control_nodes(config),
             registration_period=config.isns.registration_period,
             esi_min_interval=config.isns.esi_min_interval,
             esi_max_interval=config.isns.esi_max_interval,
@@ -75,15 +84,45 @@ class Application:
                 )
                 await self.discovery.start()
             if config.api.enabled:
-                log.info(
-                    "the management API is not part of this version: nothing listens on %s",
-                    config.api.listen,
-                )
+                self.api = self._api_server(records, dispatcher)
+                await self.api.start()
         except BaseException:
             await self.stop()
             raise
 
+    def _api_server(self, records: list[tuple[Ref, Record]], dispatcher: Dispatcher) -> ApiServer:
+        """The management API over this registry; its writes go through `dispatcher`."""
+        config, registry, store = self.config, self.registry, self.store
+        assert registry is not None and store is not None
+        audit = AuditLog(store, records, config.api.audit_records)
+        context = ApiContext(
+            registry,
+            Planner(registry),
+            Writer(dispatcher, audit),
+            audit,
+            portal_state(config, lambda: self.portal),
+            self._readiness,
+        )
+        tokens = load_tokens(config.api, config.data_dir)
+        return ApiServer(config.api, build_app(context, tokens, config.api.max_body_size))
+
+    async def _readiness(self) -> dict[str, str | None]:
+        """What /readyz reports: the store takes writes, every enabled listener is bound."""
+        config = self.config
+        writable = self.store is not None and self.store.writable
+        checks: dict[str, str | None] = {
+            "store": None if writable else "the store cannot be written; the log says why"
+        }
+        if config.isns.enabled:
+            checks["isns"] = None if self.isns is not None else "iSNS is not listening"
+        if config.portal.enabled:
+            checks["portal"] = None if self.portal is not None else "the portal is not listening"
+        return checks
+
     async def stop(self) -> None:
+        if self.api is not None:  # first: no change may arrive while the rest stops
+            await self.api.stop()
+            self.api = None
         if self.discovery is not None:  # first: it deregisters itself over iSNS
             await self.discovery.stop()
             self.discovery = None
@@ -116,6 +155,11 @@ async def apply_configured_domains(
         if pending is not None:
             await pending
         log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
+
+
+def api_control_nodes(config: Config) -> frozenset[str]:
+    """The API's iSNS Source is a Control Node while the API runs."""
+    return frozenset((API_SOURCE,)) if config.api.enabled else frozenset()
 
 
 def store_problem(config: Config) -> str | None:

@@ -3,6 +3,7 @@
 import sys
 
 from . import command
+from .api.auth import TokenError
 from .app import Application, store_problem
 from .service import ListenError
 from .store import StoreError
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         build=Application,
         ready=lambda config: "isns-server ready",
-        runtime_errors=(ListenError, StoreError, BackstoreError),
+        runtime_errors=(ListenError, StoreError, BackstoreError, TokenError),
         refuse=store_problem,
     )
 

@@ -167,6 +167,17 @@ class Liveness:
         times = [t for t in (self._expiry.next(), self._esi.next()) if t is not None]
         return min(times, default=None)
 
+    # --- for the management API ------------------------------------------------------
+
+    def expires_at(self, eid: str) -> float | None:
+        """When entity `eid`'s Registration Period runs out (None: it has none)."""
+        return self._expiry.get(eid)
+
+    def esi_state(self, key: PortalKey) -> tuple[float, int] | None:
+        """(last ESI answer or start of monitoring, ESIs unanswered since) of a portal."""
+        watch = self._watches.get(key)
+        return None if watch is None else (watch.answered, watch.sent)
+
     # --- the clock ------------------------------------------------------------------------
 
     def tick(self, now: float) -> Tick:

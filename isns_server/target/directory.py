@@ -73,6 +73,10 @@ class PortalDirectory:
         if previous is not None:
             previous[1]()
 
+    def live_sessions(self) -> list[LoginResult]:
+        """The sessions open now (for the management API)."""
+        return [result for result, _ in self._sessions.values()]
+
     def session_ended(self, result: LoginResult) -> None:
         self._live_tsihs.discard(result.tsih)
         key = _session_key(result)

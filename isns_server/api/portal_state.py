@@ -1,0 +1,59 @@
+"""The embedded portal as the API shows it: its targets with their LUNs, its sessions."""
+
+from collections.abc import Callable
+
+from ..config import Config
+from ..isnsp.messages import PortNumber
+from ..target.server import PortalServer
+from .context import Json, PortalState
+from .views import portal_text
+
+
+def portal_state(config: Config, portal: Callable[[], PortalServer | None]) -> PortalState:
+    """`portal()` is the running portal, or None when it is disabled or stopped."""
+
+    def targets() -> list[Json]:
+        server = portal()
+        if server is None or server.directory is None:
+            return []
+        portals = [portal_text(p.address, PortNumber(p.port)) for p in server.directory.portals]
+        return [
+            {
+                "name": target.name,
+                "alias": target.alias,
+                "portals": portals,
+                "luns": [
+                    {
+                        "lun": lun.lun,
+                        "path": str(lun.path),
+                        "size": lun.size,
+                        "read_only": lun.read_only,
+                    }
+                    for lun in target.luns
+                ],
+            }
+            for target in config.targets
+        ]
+
+    def sessions() -> list[Json]:
+        server = portal()
+        if server is None or server.directory is None:
+            return []
+        found = []
+        for result in server.directory.live_sessions():
+            parameters = result.parameters
+            found.append(
+                {
+                    "initiator": parameters.initiator_name,
+                    "isid": result.isid.hex(),
+                    "tsih": result.tsih,
+                    "target": parameters.target_name,
+                    "type": parameters.session_type.name.lower(),
+                    "header_digest": str(parameters.header_digest),
+                    "data_digest": str(parameters.data_digest),
+                    "chap_user": result.chap_user,
+                }
+            )
+        return found
+
+    return PortalState(targets, sessions)

@@ -1,0 +1,82 @@
+"""The API's aiohttp application and its listener (api.listen, optional TLS)."""
+
+import logging
+import ssl
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from ..config.schema import ApiSection, ApiTls
+from ..service.server import ListenError, listen_problem
+from . import health_routes, openapi, read_routes, write_routes, zoning_routes
+from .auth import Tokens, auth_middleware
+from .context import CONTEXT, ApiContext
+from .errors import errors_middleware
+
+log = logging.getLogger(__name__)
+
+# One route table per concern; the web page, /api/v1/events and /metrics add theirs here.
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
+    health_routes.routes,
+    openapi.routes,
+    read_routes.routes,
+    write_routes.routes,
+    zoning_routes.routes,
+)
+
+
+def build_app(
+    context: ApiContext,
+    tokens: Tokens,
+    max_body_size: int,
+    route_tables: Iterable[web.RouteTableDef] = ROUTE_TABLES,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware(tokens)], client_max_size=max_body_size
+    )
+    app[CONTEXT] = context
+    for table in route_tables:
+        app.add_routes(table)
+    return app
+
+
+def tls_context(tls: ApiTls) -> ssl.SSLContext:
+    tls_settings = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        tls_settings.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenError(
+            f"api.tls: cannot load certificate {tls.cert} with key {tls.key}: {exc}; "
+            "check both are PEM files this user can read and that they match"
+        ) from None
+    return tls_settings
+
+
+class ApiServer:
+    def __init__(self, settings: ApiSection, app: web.Application) -> None:
+        self.settings = settings
+        self.app = app
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        tls = tls_context(settings.tls) if settings.tls is not None else None
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        address = settings.listen
+        site = web.TCPSite(
+            self.runner, address.host, address.port, ssl_context=tls, reuse_address=True
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise listen_problem(address, "TCP", "api.listen", exc) from None
+        scheme = "https" if tls else "http"
+        log.info("management API listening on %s://%s/api/v1/", scheme, address)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
