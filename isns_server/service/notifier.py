@@ -3,17 +3,23 @@
 Each recipient has its own bounded queue and at most one worker: a slow or dead
 recipient delays only its own notifications. A notification goes to the first of the
 recipient's SCN ports that answers, each round of them tried up to `isns.scn_retries`
-times with a growing pause; one that cannot be delivered is dropped with a warning. The
-request path only calls `submit()`, which never waits.
+times with a growing pause; one that cannot be delivered is dropped and logged, once per
+recipient and `LOG_INTERVAL`. A recipient that has sent nothing since this server
+started (a registration restored from disk, typically of a client that went away while
+the server was down) is logged at INFO as such rather than as a live fault. The request
+path only calls `submit()`, which never waits.
 """
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from ..isnsp.constants import Status, status_text
 from ..isnsp.messages import address_text
+from ..logthrottle import LogThrottle
 from ..registry import Notification
 from .outbound import Outbound
 
@@ -22,9 +28,13 @@ log = logging.getLogger(__name__)
 RESPONSE_TIMEOUT = 5.0  # seconds for one SCN to be answered
 RETRY_PAUSE = 0.5  # seconds before the second round of attempts, doubling after
 QUEUE_LIMIT = 100  # notifications waiting per recipient; the oldest go first
+LOG_INTERVAL = 300.0  # seconds between lines about undelivered SCNs to one recipient
 
 
 class Notifier:
+    """`last_heard(name)`: when node `name` last sent a message or registered (None: not
+    registered), to tell a client gone since before the restart from a live fault."""
+
     def __init__(
         self,
         outbound: Outbound,
@@ -32,12 +42,18 @@ class Notifier:
         on_delivered: Callable[[str], None] | None = None,
         timeout: float = RESPONSE_TIMEOUT,
         pause: float = RETRY_PAUSE,
+        last_heard: Callable[[str], float | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbound = outbound
         self.retries = retries
         self.on_delivered = on_delivered  # a response from a node refreshes it (6.2.6)
         self.timeout = timeout
         self.pause = pause
+        self.last_heard = last_heard
+        self.clock = clock
+        self.started = clock()
+        self._undelivered = LogThrottle(log, LOG_INTERVAL)
         self._queues: dict[str, deque[Notification]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._overflowing: set[str] = set()
@@ -99,11 +115,30 @@ class Notifier:
                     self.on_delivered(notification.recipient)
                 return
         ports = ", ".join(address_text(*destination) for destination in notification.destinations)
-        log.warning(
+        recipient = notification.recipient
+        heard = None if self.last_heard is None else self.last_heard(recipient)
+        if heard is not None and heard < int(self.started):  # Timestamps are whole seconds
+            self._undelivered.log(
+                logging.INFO,
+                recipient,
+                self.clock(),
+                "SCN for %s not delivered: nothing answers on its SCN port (%s), and it has "
+                "sent nothing since this server started (last heard %s, before the restart). "
+                "Most likely a client that went away while the server was down: its "
+                "registration stays until its registration period, counted from this "
+                "server's start, runs out, or until it registers again or is deregistered",
+                recipient,
+                ports,
+                datetime.fromtimestamp(heard).isoformat(sep=" ", timespec="seconds"),
+            )
+            return
+        self._undelivered.warning(
+            recipient,
+            self.clock(),
             "SCN for %s not delivered: no answer from its SCN port (%s) after %d attempts; "
             "it misses this change until it queries the server. Check that the client is "
             "running and that its SCN port is reachable from this server",
-            notification.recipient,
+            recipient,
             ports,
             self.retries,
         )

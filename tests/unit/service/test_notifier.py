@@ -99,3 +99,43 @@ async def test_an_scn_answered_with_an_error_is_delivered_but_logged(
     assert delivered == ["iqn.x:a"] and len(peer.received) == 1  # not retried
     assert "answered our SCN with status SCN_EVENT_REJECTED (16)" in caplog.text
     peer.transport.close()
+
+
+async def test_a_recipient_silent_since_the_restart_is_reported_as_such_at_info(
+    outbound: Outbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    dead, port = await udp_peer(answer=False)
+    heard = {"iqn.x:old": 1_000.0, "iqn.x:live": 2_000.0}
+    notifier = Notifier(
+        outbound, retries=1, timeout=0.05, last_heard=heard.get, clock=lambda: 1_500.0
+    )
+    notifier.submit([notification("iqn.x:old", port)])
+    await settle(notifier)
+    (line,) = [r for r in caplog.records if "iqn.x:old" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert "sent nothing since this server started" in line.getMessage()
+    assert "registration stays until its registration period" in line.getMessage()
+    notifier.submit([notification("iqn.x:live", port)])  # heard from after the start
+    await settle(notifier)
+    (line,) = [r for r in caplog.records if "iqn.x:live" in r.getMessage()]
+    assert line.levelno == logging.WARNING and "Check that the client is running" in line.message
+    dead.transport.close()
+
+
+async def test_undelivered_scns_are_logged_once_per_recipient_and_interval(
+    outbound: Outbound, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead, port = await udp_peer(answer=False)
+    now = [0.0]
+    notifier = Notifier(outbound, retries=1, timeout=0.05, clock=lambda: now[0])
+    for _ in range(3):
+        notifier.submit([notification("iqn.x:a", port)])
+        await settle(notifier)
+    assert caplog.text.count("SCN for iqn.x:a not delivered") == 1
+    now[0] += notifier_module.LOG_INTERVAL
+    notifier.submit([notification("iqn.x:a", port)])
+    await settle(notifier)
+    assert caplog.text.count("SCN for iqn.x:a not delivered") == 2
+    assert "(and 2 more like it" in caplog.text
+    dead.transport.close()
