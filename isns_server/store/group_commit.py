@@ -143,6 +143,9 @@ class GroupCommitter:
         self._retry = None
         if self.writable:
             return
+        if self._in_flight is not None:  # that write will tell; and `undo` may read then
+            self._schedule_probe()
+            return
         self._probing = True
         probe = asyncio.wrap_future(self._executor.submit(self._probe_write))
         probe.add_done_callback(self._probe_done)
