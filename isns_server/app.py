@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 import time
+from ipaddress import ip_network
 
 from discovery_agent.service import (
     DiscoveryAgentService,
@@ -54,6 +55,7 @@ class Application:
             esi_min_interval=config.isns.esi_min_interval,
             esi_max_interval=config.isns.esi_max_interval,
             esi_retries=config.isns.esi_retries,
+            control_networks=tuple(ip_network(n) for n in config.isns.control_networks),
         )
         records = self.store.load()
         self.registry = Registry.restore(records, policy)

@@ -1,5 +1,6 @@
 """How addresses are written in logs and messages: IPv6 hosts in brackets."""
 
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 
@@ -13,3 +14,16 @@ def peer_text(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return host_port(str(address[0]), int(address[1]))
     return str(address)
+
+
+def peer_ip(peer: str) -> IPv4Address | IPv6Address | None:
+    """The address in a `peer_text` (IPv4-mapped as IPv4); None for the description of an
+    in-process caller ("the iSCSI portal")."""
+    host = peer[1:].partition("]")[0] if peer.startswith("[") else peer.rpartition(":")[0]
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -37,6 +37,9 @@ class Principal:
     role: str
 
 
+PRINCIPAL = web.RequestKey("isns_api_principal", Principal)
+
+
 class Tokens:
     """Finds the principal a presented token belongs to. Every configured token is
     compared, each in constant time over equal-length digests, so the answer's timing
@@ -149,6 +152,3 @@ def auth_middleware(tokens: Tokens) -> Any:
         return response
 
     return authenticate
-
-
-PRINCIPAL = "isns_api_principal"

@@ -1,6 +1,7 @@
 """The administratively controlled settings of RFC 4171 2.4 that the registry applies."""
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from .objects import normalize_name
 
@@ -15,7 +16,8 @@ class Policy:
     type. `registration_period`: what an entity that asks for none gets (6.2.6).
     `esi_min_interval`, `esi_max_interval`: the range ESI Intervals are clamped to, in
     seconds (6.3.4); `esi_retries`: ESI messages a portal may leave unanswered before it
-    is deregistered.
+    is deregistered. `control_networks`: where Control Nodes may send from; a request
+    naming one as its Source from elsewhere is refused (`Registry.control_refused`).
     """
 
     default_dd: bool = True
@@ -24,6 +26,10 @@ class Policy:
     esi_min_interval: int = 20
     esi_max_interval: int = 300
     esi_retries: int = 3
+    control_networks: tuple[IPv4Network | IPv6Network, ...] = (
+        ip_network("127.0.0.0/8"),
+        ip_network("::1/128"),
+    )
 
     def __post_init__(self) -> None:
         # Names are compared normalised (5.6.2), whatever case the configuration used.

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable
 
 from ..isnsp.constants import FunctionId, Status, Tag
-from ..isnsp.messages import Attribute, Message, request, response
+from ..isnsp.messages import Attribute, IPAddress, Message, request, response
 from . import persistence
 from .context import Context, Reply
 from .database import Database
@@ -18,7 +18,7 @@ from .policy import Policy
 from .queries import dev_attr_qry, dev_get_next
 from .registration import dev_attr_reg
 from .subscriptions import scn_dereg, scn_event, scn_reg
-from .zoning import Scope, VisibleTarget, visible_targets
+from .zoning import Scope, VisibleTarget, is_control_node, visible_targets
 
 Handler = Callable[[Context], Reply]
 
@@ -83,6 +83,18 @@ class Registry:
         if scope.node is not None:
             self.liveness.heard(scope.node.entity, now)
         return self._apply(handler, message, scope, keys, operating, now)
+
+    def control_refused(self, message: Message, address: IPAddress | None) -> str | None:
+        """The Source of `message` when it is a Control Node and `address` is outside
+        `Policy.control_networks` (None: an in-process caller, always allowed): control
+        by name alone would let any host rezone the fabric."""
+        if address is None or any(address in net for net in self.policy.control_networks):
+            return None
+        source = message.split()[0]
+        if source is None or not isinstance(source.value, str):
+            return None
+        name = normalize_name(source.value)
+        return name if is_control_node(self.policy, name, self.db.nodes.get(name)) else None
 
     def ensure_domain(self, name: str, members: Iterable[str], now: float) -> Outcome:
         """Make the discovery domain `name` exist with at least `members`: what the

@@ -22,6 +22,8 @@ from collections.abc import Callable, Collection
 
 from ..isnsp.constants import FunctionId, Status
 from ..isnsp.messages import Message, response
+from ..logthrottle import LogThrottle
+from ..netaddr import peer_ip
 from ..registry import Notification, Ref, Registry
 from ..store import Store
 from .heartbeat import HeartbeatMonitor
@@ -64,6 +66,7 @@ class Dispatcher:
         self.notifier = notifier
         self.on_change = on_change
         self.heartbeats = HeartbeatMonitor()
+        self.control_log = LogThrottle(log, 60.0)  # control attempts from outside networks
         store.on_write_failed(self._undo_unsaved)
 
     def dispatch(self, message: Message, reply: Reply, peer: str) -> None:
@@ -74,6 +77,20 @@ class Dispatcher:
         if message.is_response:
             # Responses to our ESI and SCN come back to the sockets that sent them.
             log.debug("ignored %s from %s", _function_name(message.function), peer)
+            return
+        refused = self.registry.control_refused(message, peer_ip(peer))
+        if refused is not None:
+            self.control_log.warning(
+                peer.rpartition(":")[0],
+                self.clock(),
+                "refused %s from %s naming Control Node %s as its Source (answered Source "
+                "Unauthorized): Control Nodes are accepted only from isns.control_networks; "
+                "zone through the management API, or add that network if the host is trusted",
+                _function_name(message.function),
+                peer,
+                refused,
+            )
+            reply(response(message, Status.SOURCE_UNAUTHORIZED))
             return
         if message.function in CHANGING and not self.store.writable:
             name = _function_name(message.function)
