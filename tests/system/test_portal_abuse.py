@@ -19,7 +19,8 @@ from .test_datapath_bad_input import BLOCK, NORMAL, TARGET, Session, sense_of, w
 WRITE = 16 << 20  # the largest write the portal takes
 STUCK_SESSIONS = 16
 WRITES_PER_SESSION = 4  # 64 MiB: what one session may announce at once
-DATA_OUT_TIMEOUT = 3
+DATA_OUT_TIMEOUT = 5
+BUDGET = 128 << 20  # portal.max_write_buffer's default
 RSS_BOUND = 256 << 20  # above idle, under every attack here
 PDU = 8192  # Data-Out segment: the RFC's default MaxRecvDataSegmentLength
 
@@ -122,8 +123,75 @@ def test_writes_announced_and_never_sent_hold_no_memory_and_end_at_the_timeout(
         for session, _ in stuck:
             session.close()
     log = our_server.log()
-    assert "no Data-Out for 3 s with 16777216 of 16777216 bytes still to come" in log
+    assert "no Data-Out for 5 s with 16777216 of 16777216 bytes still to come" in log
     assert "Traceback" not in log
+
+
+def test_writes_sent_all_but_their_last_burst_hold_at_most_the_budget(
+    portal: int, our_server: OurServer, record_property: Callable[[str, object], None]
+) -> None:
+    """The data does arrive, all but its last burst: 12 writes of 16 MiB, 192 MiB, over
+    12 sessions, burst by burst in turn. The first 8 fill portal.max_write_buffer; the
+    others end TASK SET FULL at their first burst, and the 8 end at the timeout."""
+    idle = rss(our_server)
+    sessions = [Session(portal) for _ in range(12)]
+    try:
+        r2ts: dict[int, R2T] = {}
+        for n, session in enumerate(sessions):
+            session.initiator.sock.settimeout(DATA_OUT_TIMEOUT + 10)
+            command = session.command(
+                write16(0, WRITE // BLOCK), write=True, expected_data_transfer_length=WRITE
+            )
+            session.initiator.send(command)
+            r2t = session.initiator.receive()
+            assert isinstance(r2t, R2T), r2t
+            r2ts[n] = r2t
+        refused = []
+        while r2ts:
+            for n, r2t in list(r2ts.items()):
+                end = r2t.buffer_offset + r2t.desired_data_transfer_length
+                if end == WRITE:  # the last burst: withheld
+                    del r2ts[n]
+                    continue
+                initiator = sessions[n].initiator
+                initiator.send(
+                    DataOut(
+                        final=True,
+                        itt=r2t.itt,
+                        ttt=r2t.ttt,
+                        buffer_offset=r2t.buffer_offset,
+                        data=bytes(r2t.desired_data_transfer_length),
+                    )
+                )
+                answer = initiator.receive()
+                if isinstance(answer, ScsiResponse):
+                    assert answer.status == ScsiStatus.TASK_SET_FULL, answer
+                    refused.append(n)
+                    del r2ts[n]
+                else:
+                    assert isinstance(answer, R2T), answer
+                    r2ts[n] = answer
+        held = rss(our_server) - idle
+        record_property("rss_above_idle_with_192MiB_sent", f"{held >> 20} MiB")
+        assert refused == list(range(BUDGET // WRITE, 12))
+        assert held < RSS_BOUND, f"{held >> 20} MiB above idle"
+        for session in sessions[: BUDGET // WRITE]:
+            response = session.response()
+            assert sense_of(response) == (
+                SenseKey.ABORTED_COMMAND,
+                AdditionalSense.INITIATOR_RESPONSE_TIMEOUT,
+            )
+        fresh = Session(portal)  # the budget is back
+        try:
+            pattern = b"\x3c" * (1 << 20)
+            assert solicited_write(fresh, 1 << 16, pattern).status == ScsiStatus.GOOD
+            assert fresh.read(1 << 16, 8) == pattern[: 8 * BLOCK]
+        finally:
+            fresh.close()
+    finally:
+        for session in sessions:
+            session.close()
+    assert "Traceback" not in our_server.log()
 
 
 def refused_login(port: int) -> None:
