@@ -4,10 +4,10 @@ Each recipient has its own bounded queue and at most one worker: a slow or dead
 recipient delays only its own notifications. A notification goes to the first of the
 recipient's SCN ports that answers, each round of them tried up to `isns.scn_retries`
 times with a growing pause; one that cannot be delivered is dropped and logged, once per
-recipient and `LOG_INTERVAL`. A recipient that has sent nothing since this server
-started (a registration restored from disk, typically of a client that went away while
-the server was down) is logged at INFO as such rather than as a live fault. The request
-path only calls `submit()`, which never waits.
+recipient and `LOG_INTERVAL`. An SCN addressed from a registration that predates this
+server's start and has not been refreshed since (typically a client that went away while
+the server was down, or one that has not re-registered yet) is logged at INFO as such
+rather than as a live fault. The request path only calls `submit()`, which never waits.
 """
 
 import asyncio
@@ -15,7 +15,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 from ..isnsp.constants import Status, status_text
 from ..isnsp.messages import address_text
@@ -54,7 +53,8 @@ class Notifier:
         self.clock = clock
         self.started = clock()
         self._undelivered = LogThrottle(log, LOG_INTERVAL)
-        self._queues: dict[str, deque[Notification]] = {}
+        # Each notification with whether its recipient was silent since the start.
+        self._queues: dict[str, deque[tuple[Notification, bool]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._overflowing: set[str] = set()
 
@@ -74,7 +74,7 @@ class Notifier:
                         recipient,
                         QUEUE_LIMIT,
                     )
-            queue.append(notification)
+            queue.append((notification, self._silent_since_start(recipient)))
             if recipient not in self._workers:
                 self._workers[recipient] = asyncio.create_task(self._work(recipient))
 
@@ -88,13 +88,20 @@ class Notifier:
         queue = self._queues[recipient]
         try:
             while queue:
-                await self._deliver(queue.popleft())
+                await self._deliver(*queue.popleft())
         finally:
             del self._workers[recipient]
             del self._queues[recipient]
             self._overflowing.discard(recipient)
 
-    async def _deliver(self, notification: Notification) -> None:
+    def _silent_since_start(self, recipient: str) -> bool:
+        """Whether `recipient`'s entity last spoke or changed before this server started.
+        Timestamps are whole seconds: a change in the very second of the start counts
+        as after it (logged as a live fault, as without this distinction)."""
+        heard = None if self.last_heard is None else self.last_heard(recipient)
+        return heard is not None and heard < int(self.started)
+
+    async def _deliver(self, notification: Notification, silent_since_start: bool) -> None:
         for attempt in range(self.retries):
             if attempt:
                 await asyncio.sleep(self.pause * 2 ** (attempt - 1))
@@ -116,24 +123,23 @@ class Notifier:
                 return
         ports = ", ".join(address_text(*destination) for destination in notification.destinations)
         recipient = notification.recipient
-        heard = None if self.last_heard is None else self.last_heard(recipient)
-        if heard is not None and heard < int(self.started):  # Timestamps are whole seconds
+        if silent_since_start:
             self._undelivered.log(
                 logging.INFO,
-                recipient,
+                (recipient, "silent since the start"),
                 self.clock(),
-                "SCN for %s not delivered: nothing answers on its SCN port (%s), and it has "
-                "sent nothing since this server started (last heard %s, before the restart). "
-                "Most likely a client that went away while the server was down: its "
-                "registration stays until its registration period, counted from this "
-                "server's start, runs out, or until it registers again or is deregistered",
+                "SCN for %s not delivered: nothing answers on the SCN port (%s) it registered "
+                "before this server started, and it had sent nothing since. Most likely a "
+                "client that went away while the server was down, or one that has not "
+                "re-registered yet; its registration stays until its registration period, "
+                "counted from this server's start, runs out, or until it registers again or "
+                "is deregistered",
                 recipient,
                 ports,
-                datetime.fromtimestamp(heard).isoformat(sep=" ", timespec="seconds"),
             )
             return
         self._undelivered.warning(
-            recipient,
+            (recipient, "live"),
             self.clock(),
             "SCN for %s not delivered: no answer from its SCN port (%s) after %d attempts; "
             "it misses this change until it queries the server. Check that the client is "
