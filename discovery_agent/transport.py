@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from isns_server.admission import Admission, ConnectionLimits, Ticket, guard_accept_errors
+from isns_server.admission import Admission, ConnectionLimits, TcpListener, Ticket
 from isns_server.config.schema import ListenAddress, SlpSection
 
 from .slp.agent import DirectoryAgent, Via
@@ -198,13 +198,12 @@ class SlpTransport:
         self.bound: list[ListenAddress] = []  # the UDP/TCP addresses, ports resolved
         self._unicast: list[asyncio.DatagramTransport] = []
         self._multicast: list[asyncio.DatagramTransport] = []
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[TcpListener] = []
         self._timer: asyncio.TimerHandle | None = None
         self._port = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        guard_accept_errors(loop)
         try:
             for address in self.listen:
                 await self._listen(loop, address)
@@ -229,12 +228,11 @@ class SlpTransport:
         self._unicast.append(transport)
         bound = ListenAddress(address.host, sock.getsockname()[1])
         try:
-            server = await loop.create_server(
-                lambda: _Stream(self), bound.host, bound.port, reuse_address=True
-            )
+            server = TcpListener.open(bound.host, bound.port, lambda: _Stream(self), "SLP")
         except OSError as exc:
             raise listen_problem(f"TCP {bound}", "slp.listen", exc) from None
         self._servers.append(server)
+        server.start()
         self.bound.append(bound)
         log.info("SLP directory agent listening on %s (UDP and TCP)", bound)
 
@@ -270,8 +268,6 @@ class SlpTransport:
         for transport in [*self._unicast, *self._multicast]:
             transport.close()
         self.admission.close_all()
-        for server in self._servers:
-            await server.wait_closed()
         self._servers.clear()
         self._unicast.clear()
         self._multicast.clear()

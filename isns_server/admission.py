@@ -1,17 +1,18 @@
 """Who may hold a TCP connection, and for how long: one mechanism for every listener
 (iSNS, the iSCSI portal, SLP).
 
-Each listener owns an `Admission`: a total cap, a cap per source address and an optional
-idle timeout. A connection over a cap is closed at once, before any byte is read, and the
-refusal is logged once per source and interval. `guard_accept_errors` replaces asyncio's
-report of an `accept()` that failed for want of descriptors (one traceback per pending
-connection, many times a second) with one line per listener and interval; asyncio itself
-already stops accepting on that listener for a second before it tries again.
+Each front-end owns an `Admission`: a total cap, a cap per source address and an
+optional idle timeout. A connection over a cap is closed at once, before any byte is
+read, and the refusal is logged once per source and interval. Each listen address is a
+`TcpListener`, whose accept loop stops for a moment when the process runs out of
+descriptors and says so once per interval.
 """
 
 import asyncio
 import errno
 import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -135,38 +136,124 @@ class Ticket:
         self._transport.close()
 
 
-def guard_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """Report a listener's `accept()` failing for want of descriptors or memory once per
-    listener and interval instead of once per attempt. Installed once per loop; other
-    errors go on to the handler that was there before."""
-    previous = loop.get_exception_handler()
-    if getattr(previous, "_accept_guard", False):
-        return
-    throttle = LogThrottle(log, LOG_INTERVAL)
+class TcpListener:
+    """A listening TCP socket with its own accept loop, for every TCP front-end.
 
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        sock = context.get("socket")
-        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES and sock is not None:
+    asyncio's own loop reports an `accept()` that fails for want of descriptors once per
+    pending connection (a traceback each, hundreds a second) and schedules a retry for
+    each; here the listener stops accepting for `RETRY_DELAY` seconds, logs once per
+    interval, and new connections wait in the kernel's backlog meanwhile.
+    """
+
+    RETRY_DELAY = 1.0
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.BaseProtocol],
+        what: str,
+        backlog: int,
+    ) -> None:
+        self.sock = sock
+        self.factory = factory
+        self.what = what
+        self.backlog = backlog
+        self._loop = asyncio.get_running_loop()
+        self._serving = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._starting: set[asyncio.Task[Any]] = set()
+        self._throttle = LogThrottle(log, LOG_INTERVAL)
+
+    @classmethod
+    def open(
+        cls,
+        host: str,
+        port: int,
+        factory: Callable[[], asyncio.BaseProtocol],
+        what: str,
+        backlog: int = 1024,
+    ) -> "TcpListener":
+        """Bind and listen on host:port (port 0: any free one); raises OSError. Call
+        `start()` to accept."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, factory, what, backlog)
+
+    @property
+    def port(self) -> int:
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    def start(self) -> None:
+        if not self._serving and self.sock.fileno() >= 0:
+            self._serving = True
+            self._loop.add_reader(self.sock, self._accept)
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._serving:
+            self._loop.remove_reader(self.sock)
+            self._serving = False
+        self.sock.close()
+        for task in self._starting:
+            task.cancel()
+
+    def _accept(self) -> None:
+        for _ in range(self.backlog):  # what is pending now, not forever
             try:
-                where = peer_text(sock.getsockname())
-            except OSError:
-                where = "a listening socket"
-            throttle.warning(
-                where,
-                loop.time(),
-                "cannot accept connections on %s: %s (errno %s); new connections wait in the"
-                " backlog and accepting resumes each second. Raise the open-file limit"
-                " (LimitNOFILE= in the systemd unit) or lower the max_connections settings",
-                where,
-                exc.strerror,
-                errno.errorcode.get(exc.errno or 0, exc.errno),
-            )
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
+                conn, address = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                self._pause(exc)
+                return
+            task = self._loop.create_task(self._connect(conn, address))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
-    handler._accept_guard = True  # type: ignore[attr-defined]
-    loop.set_exception_handler(handler)
+    async def _connect(self, conn: socket.socket, address: Any) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self.factory, conn)
+        except OSError as exc:  # the peer went away before its transport was made
+            conn.close()
+            log.debug("%s: connection from %s lost at once: %s", self.what, address, exc)
+
+    def _pause(self, exc: OSError) -> None:
+        where = peer_text(self.sock.getsockname())
+        if exc.errno in _OUT_OF_RESOURCES:
+            hint = (
+                "new connections wait in the backlog; raise the open-file limit"
+                " (LimitNOFILE= in the systemd unit) or lower the max_connections settings"
+            )
+        else:
+            hint = "new connections wait in the backlog"
+        self._throttle.warning(
+            "accept",
+            self._loop.time(),
+            "%s: cannot accept connections on %s: %s (errno %s); trying again every %g s; %s",
+            self.what,
+            where,
+            exc.strerror,
+            errno.errorcode.get(exc.errno or 0, exc.errno),
+            self.RETRY_DELAY,
+            hint,
+        )
+        self._loop.remove_reader(self.sock)
+        self._serving = False
+        self._retry = self._loop.call_later(self.RETRY_DELAY, self._resume)
+
+    def _resume(self) -> None:
+        self._retry = None
+        self.start()

@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..admission import Admission, ConnectionLimits, guard_accept_errors
+from ..admission import Admission, ConnectionLimits, TcpListener
 from ..config import ListenAddress
 from ..config.schema import IsnsSection
 from ..isnsp.codec import ReassemblyBudget
@@ -75,7 +75,7 @@ class IsnsService:
         self.liveness = LivenessTimer(registry, self.dispatcher.commit, self.outbound, clock)
         self.dispatcher.on_change = self.liveness.poke
         self.heartbeat: HeartbeatSender | None = None
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[TcpListener] = []
         self.datagram_transports: list[asyncio.DatagramTransport] = []
         self.admission = Admission("iSNS", connection_limits(settings))
         self.stream_limits = StreamLimits(
@@ -110,21 +110,20 @@ class IsnsService:
     async def _listen(self) -> list[ListenAddress]:
         """Listen on every address of isns.listen; the addresses as bound."""
         loop = asyncio.get_running_loop()
-        guard_accept_errors(loop)
         found = []
         for address in self.settings.listen:
             try:
-                server = await loop.create_server(
-                    lambda: IsnsStreamProtocol(self.dispatcher, self.stream_limits),
+                server = TcpListener.open(
                     address.host,
                     address.port,
-                    reuse_address=True,
-                    backlog=1024,
+                    lambda: IsnsStreamProtocol(self.dispatcher, self.stream_limits),
+                    "iSNS",
                 )
             except OSError as exc:
                 raise listen_problem(address, "TCP", "isns.listen", exc) from None
             self.servers.append(server)
-            tcp_port = server.sockets[0].getsockname()[1]
+            server.start()
+            tcp_port = server.port
             bound = ListenAddress(address.host, tcp_port)
             try:
                 transport, _ = await loop.create_datagram_endpoint(
@@ -151,7 +150,5 @@ class IsnsService:
         for transport in self.datagram_transports:
             transport.close()
         self.admission.close_all()
-        for server in self.servers:
-            await server.wait_closed()
         self.servers.clear()
         self.datagram_transports.clear()

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from ..admission import Admission, ConnectionLimits, guard_accept_errors
+from ..admission import Admission, ConnectionLimits, TcpListener
 from ..config import Config, ListenAddress
 from ..registry import Registry, TargetPortal
 from ..service.server import listen_problem
@@ -38,7 +38,7 @@ class PortalServer:
         self.registry_call = registry_call
         self.directory: PortalDirectory | None = None
         self.registrar: TargetRegistrar | None = None
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[TcpListener] = []
         portal = config.portal
         # Before login the login timeout bounds a silent connection, after it NOP-Ins do.
         self.admission = Admission(
@@ -77,17 +77,14 @@ class PortalServer:
             )
             self.directory = directory
             loop = asyncio.get_running_loop()
-            guard_accept_errors(loop)
             workers = self.workers = UnitWorkers(loop)
             for address in portal.listen:
                 try:
-                    server = await loop.create_server(
-                        lambda: PortalProtocol(directory, settings, self.admission, workers),
+                    server = TcpListener.open(
                         address.host,
                         address.port,
-                        reuse_address=True,
-                        backlog=1024,
-                        start_serving=False,
+                        lambda: PortalProtocol(directory, settings, self.admission, workers),
+                        "iSCSI portal",
                     )
                 except OSError as exc:
                     raise listen_problem(address, "TCP", "portal.listen", exc) from None
@@ -104,7 +101,7 @@ class PortalServer:
                 )
                 await self.registrar.start()
             for server in self.servers:
-                await server.start_serving()
+                server.start()
             for address in portal.listen:
                 log.info("iSCSI portal listening on %s", address)
         except BaseException:
@@ -135,8 +132,6 @@ class PortalServer:
         for server in self.servers:
             server.close()
         self.admission.close_all()
-        for server in self.servers:
-            await server.wait_closed()
         self.servers.clear()
         if self.registrar is not None:
             await self.registrar.stop()
