@@ -1,9 +1,14 @@
 """libiscsi logs in to a configured target and reads what the SCSI layer reports:
-REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages."""
+REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages; SendTargets answers,
+long and bad, as libiscsi and a raw initiator see them."""
 
 import asyncio
 import re
+import socket
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -145,3 +150,99 @@ def test_send_targets_of_2000_registered_targets_lists_them_all(
     text = decode_text(b"".join(bytes(r.data) for r in responses))
     names = [value for key, value in text if key == "TargetName"]
     assert len(names) == len(every) and set(names) == every
+
+
+@contextmanager
+def rewriting_relay(port: int, old: bytes, new: bytes) -> Iterator[int]:
+    """A loopback relay to `port` that replaces `old` with `new` (as long: no length field
+    changes) in what the initiator sends, so libiscsi sends what it never would. Yields
+    the relay's port, for one connection."""
+    assert len(old) == len(new)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def pump(source: socket.socket, sink: socket.socket, rewrite: bool) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data.replace(old, new) if rewrite else data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def relay() -> None:
+        try:
+            initiator, _ = listener.accept()
+        except OSError:  # no connection came
+            return
+        with initiator, socket.create_connection(("127.0.0.1", port)) as target:
+            pumps = [
+                threading.Thread(target=pump, args=(initiator, target, True)),
+                threading.Thread(target=pump, args=(target, initiator, False)),
+            ]
+            for thread in pumps:
+                thread.start()
+            for thread in pumps:
+                thread.join(30)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(30)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"SendTargets=Alx\0",  # a value neither All, empty nor a name
+        b"SendTargets=A\0\0\0",  # an empty pair after it is tolerated
+        b"SendTargetz=All\0",  # a key not understood
+        b"sendTargets=All\0",  # no key at all (5.1)
+    ],
+)
+def test_libiscsi_sees_a_bad_send_targets_fail_at_once(
+    our_server: OurServer, tmp_path: Path, sent: bytes
+) -> None:
+    """RFC 3720 3.3 and appendix D: a Reject, which libiscsi reports as the failure of
+    that request (a text answer of other keys it cannot parse, and "SendTargets=Alle"
+    used to list nothing, successfully); the portal serves on."""
+    port = our_server.enable_portal()
+    lun = {"lun": 0, "path": str(tmp_path / "lun0.img"), "size": "1MiB"}
+    our_server.configure(targets=[{"name": TARGET, "luns": [lun]}])
+    our_server.start()
+    ls = require("iscsi-ls")
+    with rewriting_relay(port, b"SendTargets=All\0", sent) as relay:
+        done = subprocess.run(
+            [ls, "-i", INITIATOR, f"iscsi://127.0.0.1:{relay}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode != 0 and "Target:" not in done.stdout
+    assert "rejected with reason: 0x04 (Protocol Error)" in done.stdout + done.stderr
+    assert f"Target:{TARGET} " in run(ls, "-i", INITIATOR, f"iscsi://127.0.0.1:{port}")
+
+
+def test_send_targets_all_in_a_normal_session_names_only_its_own_target(
+    our_server: OurServer, tmp_path: Path
+) -> None:
+    """Appendix D: a normal session never lists other targets, for All neither."""
+    port = our_server.enable_portal()
+    lun = {"lun": 0, "path": str(tmp_path / "lun0.img"), "size": "1MiB"}
+    our_server.configure(targets=[{"name": TARGET, "luns": [lun]}])
+    our_server.start()
+    asyncio.run(register_remote_targets(our_server.port, 3))
+    with RawInitiator(port) as initiator:
+        initiator.enter_full_feature(("InitiatorName", INITIATOR), ("TargetName", TARGET))
+        for itt, value in enumerate(("All", "", TARGET.upper())):
+            request = TextRequest(
+                immediate=True, itt=itt, data=encode_text([("SendTargets", value)])
+            )
+            initiator.send(request)
+            response = initiator.receive()
+            assert isinstance(response, TextResponse) and response.final
+            assert list(decode_text(response.data)) == [
+                ("TargetName", TARGET),
+                ("TargetAddress", f"127.0.0.1:{port},1"),
+            ]
