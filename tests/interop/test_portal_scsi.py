@@ -1,10 +1,11 @@
 """libiscsi logs in to a configured target and reads what the SCSI layer reports:
 REPORT LUNS, READ CAPACITY, standard INQUIRY and the VPD pages; SendTargets answers,
-long and bad, as libiscsi and a raw initiator see them."""
+long and bad, as libiscsi and a raw initiator see them; a write shorter than its CDB."""
 
 import asyncio
 import re
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ import pytest
 from isns_server.client import IsnsClient
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
-from isns_server.target.iscsi.pdu import TextRequest, TextResponse
+from isns_server.target.iscsi.pdu import (
+    DataIn,
+    ScsiCommand,
+    ScsiResponse,
+    TextRequest,
+    TextResponse,
+)
 from isns_server.target.iscsi.text import decode_text, encode_text
 
 from ..initiator import RawInitiator
@@ -246,3 +253,49 @@ def test_send_targets_all_in_a_normal_session_names_only_its_own_target(
                 ("TargetName", TARGET),
                 ("TargetAddress", f"127.0.0.1:{port},1"),
             ]
+
+
+def test_a_write_with_less_data_than_its_cdb_writes_what_was_sent(
+    our_server: OurServer, tmp_path: Path
+) -> None:
+    """WRITE (10) of one block with an Expected Data Transfer Length of 200 (libiscsi's
+    Write10Residuals): GOOD with 312 bytes of residual overflow, and the 200 bytes are
+    on the disk (they were dropped); with none sent nothing changes."""
+    port = our_server.enable_portal()
+    image = tmp_path / "lun0.img"
+    our_server.configure(
+        targets=[{"name": TARGET, "luns": [{"lun": 0, "path": str(image), "size": "1MiB"}]}]
+    )
+    our_server.start()
+    write_10 = struct.pack(">BBIBHB6x", 0x2A, 0, 0, 0, 1, 0)
+    with RawInitiator(port) as initiator:
+        initiator.enter_full_feature(("InitiatorName", INITIATOR), ("TargetName", TARGET))
+        for cmdsn, data in enumerate((b"a" * 512, b"b" * 200, b""), start=1):
+            initiator.send(
+                ScsiCommand(
+                    write=True,
+                    final=True,
+                    itt=cmdsn,
+                    cmdsn=cmdsn,
+                    cdb=write_10,
+                    expected_data_transfer_length=len(data),
+                    data=data,
+                )
+            )
+            response = initiator.receive()
+            assert isinstance(response, ScsiResponse) and response.status == 0, response
+            assert response.residual_overflow == (len(data) < 512)
+            assert response.residual_count == 512 - len(data)
+        initiator.send(
+            ScsiCommand(
+                read=True,
+                final=True,
+                itt=9,
+                cmdsn=4,
+                cdb=struct.pack(">BBIBHB6x", 0x28, 0, 0, 0, 1, 0),
+                expected_data_transfer_length=512,
+            )
+        )
+        data_in = initiator.receive()
+        assert isinstance(data_in, DataIn) and data_in.status_present
+    assert bytes(data_in.data) == b"b" * 200 + b"a" * 312

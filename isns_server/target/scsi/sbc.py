@@ -89,13 +89,14 @@ def read(unit: UnitState, request: ScsiRequest) -> DataBuffer:
 
 
 def write(unit: UnitState, request: ScsiRequest) -> ScsiResult:
-    """Writes the whole blocks the initiator sent, up to the CDB's length: a shorter
-    Data-Out (its Expected Data Transfer Length said so) writes only those (residual)."""
+    """Writes what the initiator sent, up to the CDB's length. A shorter Data-Out (its
+    Expected Data Transfer Length said so) is written as far as it goes, into the middle
+    of a block if it ends there, and the residual counts the rest (RFC 3720 10.3.4: the
+    bytes processed); tgtd does the same, and GOOD never stands for data dropped."""
     lba, count = _checked_extent(unit, request.cdb)
     _writable(unit)
     wanted = count * BLOCK_SIZE
     data = request.data_out[:wanted]
-    data = data[: len(data) - len(data) % BLOCK_SIZE]
     if data:
         unit.backstore.write(lba * BLOCK_SIZE, data)
         _durable(unit, request.cdb)
@@ -103,9 +104,15 @@ def write(unit: UnitState, request: ScsiRequest) -> ScsiResult:
 
 
 def write_atomic(unit: UnitState, request: ScsiRequest) -> ScsiResult:
-    """SBC-4 5.48: all or nothing; no atomic boundary is supported."""
-    if field_value(request.cdb, 10, 2) or extent(request.cdb)[1] > MAX_ATOMIC_BLOCKS:
+    """SBC-4 5.48: all or nothing (so a short Data-Out is refused); no atomic boundary is
+    supported."""
+    blocks = extent(request.cdb)[1]
+    if field_value(request.cdb, 10, 2) or blocks > MAX_ATOMIC_BLOCKS:
         raise invalid_field()
+    if len(request.data_out) < blocks * BLOCK_SIZE:
+        raise CheckCondition(
+            SenseKey.ILLEGAL_REQUEST, AdditionalSense.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT
+        )
     return write(unit, request)
 
 
@@ -114,13 +121,12 @@ def orwrite(unit: UnitState, request: ScsiRequest) -> ScsiResult:
     lba, count = _checked_extent(unit, request.cdb)
     _writable(unit)
     size = count * BLOCK_SIZE
-    if len(request.data_out) < size:
-        return ScsiResult(data_out_length=size)
-    stored = bytearray(size)
+    data = request.data_out[:size]  # a short Data-Out: as far as it goes, as WRITE does
+    stored = bytearray(len(data))
     unit.backstore.read_into(lba * BLOCK_SIZE, memoryview(stored))
-    combined = int.from_bytes(stored, "big") | int.from_bytes(request.data_out[:size], "big")
-    if size:
-        unit.backstore.write(lba * BLOCK_SIZE, combined.to_bytes(size, "big"))
+    combined = int.from_bytes(stored, "big") | int.from_bytes(data, "big")
+    if data:
+        unit.backstore.write(lba * BLOCK_SIZE, combined.to_bytes(len(data), "big"))
         _durable(unit, request.cdb)
     return ScsiResult(data_out_length=size)
 

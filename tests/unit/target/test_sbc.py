@@ -90,11 +90,28 @@ def test_write_same_flushes_only_when_write_through(write_cache: bool) -> None:
     assert store.flushes == (1 if write_cache else 4)  # WRITE (16) with FUA
 
 
-def test_a_short_data_out_writes_only_whole_blocks_sent(target: ScsiTarget) -> None:
+@pytest.mark.parametrize("sent", [BLOCK, 200, 700])
+def test_a_short_data_out_writes_what_was_sent(target: ScsiTarget, sent: int) -> None:
+    """GOOD never stands for data dropped: the bytes sent are written, also into the
+    middle of a block (as tgtd does); the transport reports the residual."""
     target.execute(0, rw16(0x8A, 0, 2), b"\xff" * 2 * BLOCK)
-    result = target.execute(0, rw16(0x8A, 0, 2), bytes(BLOCK))
-    assert result.data_out_length == 2 * BLOCK  # the transport reports the residual
-    assert bytes(target.execute(0, rw16(0x88, 0, 2)).data) == bytes(BLOCK) + b"\xff" * BLOCK
+    result = target.execute(0, rw16(0x8A, 0, 2), bytes(sent))
+    assert result.status == ScsiStatus.GOOD and result.data_out_length == 2 * BLOCK
+    stored = bytes(target.execute(0, rw16(0x88, 0, 2)).data)
+    assert stored == bytes(sent) + b"\xff" * (2 * BLOCK - sent)
+
+
+def test_a_short_data_out_ors_what_was_sent_and_is_all_or_nothing_atomically(
+    target: ScsiTarget,
+) -> None:
+    target.execute(0, rw16(0x8A, 0, 1), b"\x0f" * BLOCK)
+    assert target.execute(0, rw16(0x8B, 0, 1), b"\xf0" * 200).status == ScsiStatus.GOOD
+    assert bytes(target.execute(0, rw16(0x88, 0, 1)).data) == b"\xff" * 200 + b"\x0f" * 312
+    atomic = struct.pack(">BBQHHxx", 0x9C, 0, 0, 0, 1)  # WRITE ATOMIC (16), one block
+    refused = target.execute(0, atomic, bytes(200))
+    assert sense_of(refused) == (0x05, 0x0E, 0x03)  # INVALID FIELD IN COMMAND IU
+    assert bytes(target.execute(0, rw16(0x88, 0, 1)).data) == b"\xff" * 200 + b"\x0f" * 312
+    assert target.execute(0, atomic, bytes(BLOCK)).status == ScsiStatus.GOOD
 
 
 def test_write_same_with_unmap_deallocates(target: ScsiTarget) -> None:
