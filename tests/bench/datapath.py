@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..peers import require
-from ..processes import OurServer, free_port, stop_process, wait_for_port
+from ..processes import OurServer
+from ..tgtd import Tgtd
 
 TARGET = "iqn.2026-11.org.example.bench:disk"
 INITIATOR = "iqn.2026-11.org.example.bench:initiator"
@@ -133,34 +134,6 @@ def qemu_bench(url: str, workload: Workload, seconds: float, capacity: int) -> f
     return count / elapsed
 
 
-class Tgtd:
-    """tgtd in the foreground on a free loopback port and its own control port."""
-
-    def __init__(self, workdir: Path, lun: Path) -> None:
-        self.port = free_port()
-        self.control = str(free_port() % 10000)  # the control socket's number
-        tgtd = require("tgtd")
-        self.process = subprocess.Popen(
-            [tgtd, "-f", "-C", self.control, "--iscsi", f"portal=127.0.0.1:{self.port}"],
-            stdout=(workdir / "tgtd.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port, self.process)
-        self.admin("--mode", "target", "--op", "new", "--tid", "1", "--targetname", TARGET)
-        self.admin(
-            "--mode", "logicalunit", "--op", "new", "--tid", "1", "--lun", "1",
-            "--backing-store", str(lun),
-        )  # fmt: skip
-        self.admin("--mode", "target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL")
-
-    def admin(self, *args: str) -> None:
-        command = [require("tgtadm"), "-C", self.control, "--lld", "iscsi", *args]
-        subprocess.run(command, check=True, capture_output=True, timeout=30)
-
-    def stop(self) -> None:
-        stop_process(self.process, 10)
-
-
 def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[Row]:
     ours_lun, tgt_lun = workdir / "ours.img", workdir / "tgt.img"
     for path in (ours_lun, tgt_lun):
@@ -177,7 +150,8 @@ def run(workdir: Path, seconds: float, size: int, rounds: int) -> list[Row]:
         targets=[{"name": TARGET, "luns": [{"lun": 1, "path": str(ours_lun), "size": size}]}]
     )
     ours.start()
-    tgt = Tgtd(workdir, tgt_lun)
+    tgt = Tgtd(workdir)
+    tgt.add_target(1, TARGET, tgt_lun)
     assert ours.process is not None
     targets = {
         "ours": (ours.process.pid, f"iscsi://127.0.0.1:{port}/{TARGET}/1"),
