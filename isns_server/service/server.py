@@ -70,6 +70,8 @@ class IsnsService:
             self.outbound,
             settings.scn_retries,
             on_delivered=lambda name: registry.heard_from(name, clock()),
+            last_heard=registry.last_heard,
+            clock=clock,
         )
         self.dispatcher = Dispatcher(registry, store, clock, self.notifier)
         self.liveness = LivenessTimer(registry, self.dispatcher.commit, self.outbound, clock)
