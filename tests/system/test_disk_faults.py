@@ -1,6 +1,7 @@
 """Disk faults against the real server: a full disk (queries answered from memory, refused
 registrations leave no trace, one log line naming the file and ENOSPC, service back by
-itself once space returns) and a read-only data directory at start (exit 2, no "ready").
+itself once space returns), a disk filling and emptying under load (after kill -9 every
+answer is still true), and a read-only data directory at start (exit 2, no "ready").
 
 The small disk is a tmpfs mounted over the server's data directory, which needs root
 (CI runs as root); elsewhere these tests skip and say so.
@@ -11,8 +12,9 @@ import errno
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
+from itertools import count
 from pathlib import Path
 
 import pytest
@@ -26,25 +28,38 @@ from ..conftest import ADMIN
 from ..processes import THIS_CHECKOUT, OurServer
 
 DISK_SIZE = "2m"
+LOADED_DISK_SIZE = "16m"  # room for the write-ahead log of the load before it is filled
 RECOVERY_ATTEMPTS = 150  # registrations tried every 0.1 s once space is back: 15 s at most
 BURST_CLIENTS = 8  # concurrent registrations while the disk is full, each
 BURST_LENGTH = 25
+LOAD_CLIENTS = 8  # registering while the disk fills and empties again
+LOAD_LIMIT = 400  # registrations per load client at most
+_addresses = count()  # a portal belongs to one entity: each gets its own (plain data)
 
 
 def mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted where OurServer(tmp_path) keeps its data."""
+def mounted_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted where OurServer(tmp_path) keeps its data."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs as the data directory needs root (CI runs as root)")
     data = tmp_path / "data"
     data.mkdir()
-    mount("-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(data))
+    mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(data))
     yield data
     subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from mounted_disk(tmp_path, DISK_SIZE)
+
+
+@pytest.fixture
+def loaded_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from mounted_disk(tmp_path, LOADED_DISK_SIZE)
 
 
 def fill(disk: Path) -> Path:
@@ -80,8 +95,8 @@ async def register(isns: IsnsClient, name: str) -> Message:
         Attribute(Tag.ISCSI_NAME, name),
         keys=(Attribute(Tag.ENTITY_IDENTIFIER, f"ent-{name}"),),
         operating=(
-            Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address("192.0.2.10")),
-            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260 + len(name))),
+            Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address(0xC6120000 + next(_addresses))),
+            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260)),
             Attribute(Tag.ISCSI_NAME, name),
             Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
         ),
@@ -150,6 +165,63 @@ async def test_full_disk_refuses_changes_serves_queries_and_recovers_by_itself(
         assert await registered(isns, target("after"))
         for name in refused:
             assert not await registered(isns, name)  # the answer and the state agree
+
+
+async def register_until_stopped(
+    port: int, client: int, stop: asyncio.Event, answers: dict[str, Status]
+) -> None:
+    async with await IsnsClient.connect("127.0.0.1", port) as isns:
+        for n in range(LOAD_LIMIT):
+            if stop.is_set():
+                return
+            name = target(f"load-{client}-{n}")
+            answers[name] = Status((await register(isns, name)).status or 0)
+
+
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(RECOVERY_ATTEMPTS):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def test_a_disk_filling_under_load_leaves_every_answer_true_after_kill_9(
+    our_server: OurServer, loaded_disk: Path
+) -> None:
+    our_server.start()
+    answers: dict[str, Status] = {}
+    stop = asyncio.Event()
+
+    def count_of(status: Status) -> int:
+        return sum(1 for answer in answers.values() if answer == status)
+
+    async def fill_and_free() -> None:
+        try:
+            await wait_for(lambda: count_of(Status.SUCCESSFUL) >= 200, "registrations")
+            filler = fill(loaded_disk)
+            await wait_for(lambda: count_of(Status.INTERNAL_ERROR) >= 50, "refusals")
+            saved = count_of(Status.SUCCESSFUL)
+            filler.unlink()
+            await wait_for(lambda: count_of(Status.SUCCESSFUL) >= saved + 50, "recovery")
+        finally:
+            stop.set()
+
+    clients = [
+        register_until_stopped(our_server.port, c, stop, answers) for c in range(LOAD_CLIENTS)
+    ]
+    await asyncio.gather(fill_and_free(), *clients)
+    assert set(answers.values()) == {Status.SUCCESSFUL, Status.INTERNAL_ERROR}
+
+    our_server.kill()
+    our_server.start()
+    async with await IsnsClient.connect("127.0.0.1", our_server.port) as isns:
+        disagree = [
+            name
+            for name, answer in answers.items()
+            if await registered(isns, name) != (answer == Status.SUCCESSFUL)
+        ]
+    assert disagree == []
 
 
 def run_server(server: OurServer) -> subprocess.CompletedProcess[str]:
