@@ -5,7 +5,7 @@ finish together, then 32 more start). With glibc's defaults a batch freed togeth
 trimmed from the heap and the next one faults every page in again: measured on the
 development VM, 42 µs per 64 KiB buffer against 1.8 µs with the heap kept. The price
 is that the process keeps its peak buffer memory (bounded by the command window and the
-per-session write budget) rather than shrinking after a burst.
+portal's write budget, portal.max_write_buffer) rather than shrinking after a burst.
 """
 
 import logging

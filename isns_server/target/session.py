@@ -150,6 +150,7 @@ class FullFeatureSession:
         self._data_out_limits = DataOutLimits.of(self.parameters)
         self._writes = writes or WritePolicy(WriteBudget(_WRITE_BUDGET), 60.0)
         self._loans: dict[int, Loan] = {}  # of running tasks, by Initiator Task Tag
+        self._write_failed = False  # a write failure was logged as a warning
         self._tasks = TaskSet()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
         self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
@@ -464,7 +465,12 @@ class FullFeatureSession:
     def _fail_write(
         self, transfer: DataOutTransfer, failed: DataOutFailure, step: SessionStep
     ) -> None:
-        log.warning(
+        """The first failed write of a session is a warning, the rest (a stuck initiator's
+        other writes, a flood) are debug lines: the first names the culprit."""
+        level = logging.DEBUG if self._write_failed else logging.WARNING
+        self._write_failed = True
+        log.log(
+            level,
             "%s: %s (task %#x): the write fails with %s and nothing is written",
             self.nexus,
             failed.reason,
