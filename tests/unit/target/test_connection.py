@@ -93,11 +93,16 @@ def directory(tmp_path: Path) -> Iterator[PortalDirectory]:
 class Peer:
     """The initiator's end of a sans-IO connection."""
 
-    def __init__(self, directory: PortalDirectory) -> None:
+    def __init__(
+        self,
+        directory: PortalDirectory,
+        portal: PortalSettings | None = None,
+        address: str = "192.0.2.1:40000",
+    ) -> None:
         self.tasks: list[ScsiTask] = []  # started, not yet run
         self.woken = 0
-        portal = settings_of_a_portal()
-        self.connection = Connection(directory, portal, "192.0.2.1:40000", NOW, self)
+        portal = portal or settings_of_a_portal()
+        self.connection = Connection(directory, portal, address, NOW, self)
         self.reader = PduReader(max_recv_data_segment_length=1 << 24)
         self.digests = (False, False)
 
@@ -176,6 +181,23 @@ def test_refused_logins(
     assert peer.login(*normal(initiator, target)).status == status
     assert peer.connection.closing is not None
     assert f"({initiator}) -> {target}: login refused" in caplog.text
+
+
+def test_refused_and_timed_out_logins_are_summarised_per_source_address(
+    directory: PortalDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = settings_of_a_portal()  # one interval of 60 s
+    refused = normal(STRANGER, DISK)
+    for _ in range(2):
+        assert Peer(directory, portal).login(*refused).status == LoginStatus.AUTHORIZATION_FAILURE
+    Peer(directory, portal).connection.handle_timer(NOW + 5)  # the login timeout
+    assert caplog.text.count("login refused") == 1 and "not completed" not in caplog.text
+    Peer(directory, portal, "192.0.2.2:40000").login(*refused)  # another address: its own
+    assert caplog.text.count("login refused") == 2
+    request = LoginRequest(transit=True, csg=1, nsg=3, itt=1, data=encode_text(refused))
+    Peer(directory, portal).send_bytes(b"".join(encode_pdu(request)), now=NOW + 61)
+    last = caplog.records[-1].getMessage()
+    assert "login refused" in last and last.endswith("(and 2 more like it in the previous 61 s)")
 
 
 def test_the_access_list_admits_an_unzoned_initiator(directory: PortalDirectory) -> None:
