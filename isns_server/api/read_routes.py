@@ -7,7 +7,7 @@ from ..isnsp.constants import NodeType
 from ..registry.objects import ObjectType, PGKey, normalize_name
 from .context import context
 from .errors import ApiError
-from .pages import decode_cursor, keys_from, limit_of, page
+from .pages import decode_cursor, keys_from, limit_of, page_response
 from .views import (
     dd_view,
     dds_view,
@@ -40,10 +40,9 @@ async def list_entities(request: web.Request) -> web.Response:
         db.order[ObjectType.ENTITY], db.entities, decode_cursor(request, str), _prefix(request)
     )
     entities = (db.entities[k] for k in keys)
-    body = page(
+    return await page_response(
         entities, limit_of(request), lambda e: e.eid, lambda e: entity_view(ctx.registry, e)
     )
-    return web.json_response(body)
 
 
 @routes.get("/api/v1/entities/{eid}")
@@ -70,8 +69,9 @@ async def list_nodes(request: web.Request) -> web.Response:
     if wanted is not None:
         bit = _NODE_TYPES[wanted]
         nodes = (n for n in nodes if (n.node_type or 0) & bit)
-    body = page(nodes, limit_of(request), lambda n: n.name, lambda n: node_view(ctx.registry, n))
-    return web.json_response(body)
+    return await page_response(
+        nodes, limit_of(request), lambda n: n.name, lambda n: node_view(ctx.registry, n)
+    )
 
 
 @routes.get("/api/v1/nodes/{name}")
@@ -90,8 +90,9 @@ async def list_portals(request: web.Request) -> web.Response:
     db = ctx.registry.db
     after = decode_cursor(request, tuple[bytes, int])
     portals = (db.portals[k] for k in db.order[ObjectType.PORTAL].after(after))
-    body = page(portals, limit_of(request), lambda p: p.key, lambda p: portal_view(ctx.registry, p))
-    return web.json_response(body)
+    return await page_response(
+        portals, limit_of(request), lambda p: p.key, lambda p: portal_view(ctx.registry, p)
+    )
 
 
 @routes.get("/api/v1/portal-groups")
@@ -102,7 +103,7 @@ async def list_portal_groups(request: web.Request) -> web.Response:
     pgs = (db.pgs[k] for k in db.order[ObjectType.PORTAL_GROUP].after(after))
     if prefix:
         pgs = (pg for pg in pgs if pg.node_name.startswith(prefix))
-    return web.json_response(page(pgs, limit_of(request), lambda pg: pg.key, portal_group_view))
+    return await page_response(pgs, limit_of(request), lambda pg: pg.key, portal_group_view)
 
 
 @routes.get("/api/v1/dds")
@@ -111,9 +112,7 @@ async def list_dds(request: web.Request) -> web.Response:
     prefix = request.query.get("prefix", "")
     dds = (db.dds[k] for k in db.order[ObjectType.DD].after(decode_cursor(request, int)))
     dds = (dd for dd in dds if dd.name.startswith(prefix))
-    return web.json_response(
-        page(dds, limit_of(request), lambda dd: dd.id, lambda dd: dd_view(db, dd))
-    )
+    return await page_response(dds, limit_of(request), lambda dd: dd.id, lambda dd: dd_view(db, dd))
 
 
 @routes.get("/api/v1/dds/{dd_id:\\d+}")
@@ -128,7 +127,7 @@ async def list_dd_sets(request: web.Request) -> web.Response:
     prefix = request.query.get("prefix", "")
     sets = (db.ddss[k] for k in db.order[ObjectType.DDS].after(decode_cursor(request, int)))
     sets = (s for s in sets if s.name.startswith(prefix))
-    return web.json_response(page(sets, limit_of(request), lambda s: s.id, dds_view))
+    return await page_response(sets, limit_of(request), lambda s: s.id, dds_view)
 
 
 @routes.get("/api/v1/dd-sets/{dds_id:\\d+}")
@@ -146,7 +145,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
         n for n in db.subscribers if n.startswith(prefix) and (after is None or n > after)
     )
     nodes = (db.subscribers[n] for n in names)
-    return web.json_response(page(nodes, limit_of(request), lambda n: n.name, subscription_view))
+    return await page_response(nodes, limit_of(request), lambda n: n.name, subscription_view)
 
 
 @routes.get("/api/v1/targets")
@@ -163,4 +162,4 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def list_audit(request: web.Request) -> web.Response:
     audit = context(request).audit
     records = audit.newest_first(decode_cursor(request, int))
-    return web.json_response(page(records, limit_of(request), lambda r: r["id"], lambda r: r))
+    return await page_response(records, limit_of(request), lambda r: r["id"], lambda r: r)

@@ -1,6 +1,7 @@
 """Registry objects as the API's JSON: plain dicts, built on demand from the live objects
 (nothing is copied ahead of a request)."""
 
+from functools import lru_cache
 from typing import Any
 
 from ..isnsp.constants import DDSetStatus, NodeType, ScnBitmap
@@ -22,13 +23,17 @@ from ..registry.registry import Registry
 Json = dict[str, Any]
 
 
+@lru_cache(maxsize=1024)
+def _flag_names(value: int, flags: type[NodeType] | type[ScnBitmap]) -> tuple[str, ...]:
+    return tuple(f.name.lower() for f in flags if f.value and f.name and value & f.value)
+
+
 def flag_names(value: int | None, flags: type[NodeType] | type[ScnBitmap]) -> list[str]:
     """["target", "initiator"] from a Node Type; the same for an SCN Bitmap."""
-    if not value:
-        return []
-    return [f.name.lower() for f in flags if f.value and f.name and value & f.value]
+    return list(_flag_names(value, flags)) if value else []
 
 
+@lru_cache(maxsize=65536)  # pages of nodes repeat their entities' portals
 def portal_text(ip: IPAddress, port: PortNumber) -> str:
     """`10.0.0.1:3260/tcp`, `[fe80::1]:3260/udp`: what the API reads back as a member."""
     return address_text(ip, port)
