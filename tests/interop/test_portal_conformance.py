@@ -1,20 +1,19 @@
 """libiscsi's SCSI/iSCSI conformance suite against a file LUN of the portal, scored per
-unique test with ../shared/tools/testcu-score. Fails on any regression of the score.
+unique test by CUnit's own verdict (tests/cunit_verdicts.py). Any failure fails.
 
-The whole suite runs against a fixed disk, the default LUN. Tests that need another kind
-of LUN skip there, and run again, alone, against a target whose LUN is of that kind: a
-removable medium (INQUIRY RMB), a read-only LUN, one with 4 KiB physical blocks (the
-five tests written for 2 or more logical blocks per physical block; GET LBA STATUS's
-UnmapSingle wants one, so the default LUN keeps 512), and a LUN reached by two sessions
-at once (MultipathIO: two URLs, two I_T nexuses). A whole run on the removable LUN
-scores the same, but an eject test failing half-way would leave the medium out and fail
-every test after it, and the fixed disk is what most deployments serve. The runs are
-merged per test: a failure in any is a failure, a pass in any a pass (a skip only says
-that run could not try it).
+The whole suite runs against a fixed disk, the default LUN, with its URL given twice so
+the MultipathIO tests run over two sessions (two I_T nexuses). Tests that need another
+kind of LUN skip there, and run again, alone, against a target whose LUN is of that
+kind: a removable medium (INQUIRY RMB), a read-only LUN, one with 4 KiB physical blocks
+(the five tests written for 2 or more logical blocks per physical block; GET LBA
+STATUS's UnmapSingle wants one, so the default LUN keeps 512). A whole run on the
+removable LUN scores the same, but an eject test failing half-way would leave the
+medium out and fail every test after it, and the fixed disk is what most deployments
+serve. The runs are merged per test: a failure in any is a failure, a pass in any a
+pass (a skip only says that run could not try it).
 
-The failure left cannot pass: iSCSIDataSnInvalid wants each of its four writes with a
-broken DataSN to fail, and libiscsi's own helper prints "[FAILED] WRITE10 command failed"
-for every write that does, which the scorer counts (CUnit counts the test passed).
+The bracketed "[FAILED]" lines libiscsi logs are single commands a test may expect to
+fail (iSCSIDataSnInvalid logs one for each write it breaks): CUnit's verdict decides.
 """
 
 import subprocess
@@ -23,7 +22,8 @@ from typing import NamedTuple
 
 import pytest
 
-from ..peers import in_ci, require
+from ..cunit_verdicts import Outcome, score, tally
+from ..peers import require
 from ..processes import OurServer
 
 pytestmark = pytest.mark.interop
@@ -33,7 +33,6 @@ LIBISCSI_INITIATORS = [  # the names iscsi-test-cu logs in with
     "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
     "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
 ]
-MULTIPATH_TESTS = ("Simple", "CompareAndWrite", "CompareAndWriteAsync")
 
 
 class SuiteRun(NamedTuple):
@@ -43,7 +42,6 @@ class SuiteRun(NamedTuple):
     options: dict[str, object]  # of its LUN
     suites: str
     witness: str  # a test that must pass there, or the run did not do its job
-    paths: int = 1  # sessions to the LUN (MultipathIO logs in once per URL given)
 
 
 SPECIAL_RUNS = (
@@ -60,40 +58,13 @@ SPECIAL_RUNS = (
         "SCSI.CompareAndWrite,SCSI.WriteSame10,SCSI.WriteSame16",
         "WriteSame16.UnmapUnaligned",
     ),
-    # Not MultipathIO.Reset: it wants a unit attention for the nexus that sent the LUN
-    # RESET as well, PreventAllow.LUNReset, .WarmReset, .ColdReset and Reserve6.LUNReset
-    # want none there; like tgtd, only the other nexuses get one.
-    SuiteRun(
-        "multipath",
-        {},
-        ",".join(f"SCSI.MultipathIO.{test}" for test in MULTIPATH_TESTS),
-        "MultipathIO.CompareAndWriteAsync",
-        paths=2,
-    ),
 )
-SCORER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "testcu-score"
-MIN_PASS = 217
-MAX_FAIL = 1
-EXPECTED_FAILURES = {"iSCSIdatasn.iSCSIDataSnInvalid"}
-_RANK = {"skip": 0, "pass": 1, "fail": 2}  # merging runs: the highest outcome stands
+MIN_PASS = 219
+MULTIPATH = "MultipathIO.Reset"  # runs only with two URLs: a witness that it had them
+_RANK = {Outcome.SKIP: 0, Outcome.PASS: 1, Outcome.FAIL: 2}  # merging runs: highest stands
 
 
-def outcomes(log: Path) -> dict[str, str]:
-    """Each unique Suite.Test of the log and its outcome, as the scorer judges it."""
-    found: dict[str, str] = {}
-    for kind in _RANK:
-        done = subprocess.run(
-            [str(SCORER), str(log), "--list", kind],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        found |= {name: kind for name in done.stdout.split() if "=" not in name}
-    return found
-
-
-def run_suite(program: str, urls: list[str], log: Path, *options: str) -> dict[str, str]:
+def run_suite(program: str, urls: list[str], log: Path, *options: str) -> dict[str, Outcome]:
     with log.open("wb") as out:
         subprocess.run(
             [program, "-d", "-v", *options, *urls],
@@ -101,19 +72,14 @@ def run_suite(program: str, urls: list[str], log: Path, *options: str) -> dict[s
             stderr=subprocess.STDOUT,
             timeout=300,
         )
-    return outcomes(log)
+    return score(log.read_text(errors="replace"))
 
 
 def test_iscsi_test_cu_conformance(our_server: OurServer, tmp_path: Path) -> None:
     program = require("iscsi-test-cu")
-    if not SCORER.exists():
-        message = f"{SCORER} is missing"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
     port = our_server.enable_portal()
     size = 64 << 20
-    luns = {TARGET: {"path": str(tmp_path / "lun0.img")}}
+    luns: dict[str, dict[str, object]] = {TARGET: {"path": str(tmp_path / "lun0.img")}}
     for run in SPECIAL_RUNS:
         image = tmp_path / f"{run.kind}.img"
         image.write_bytes(bytes(size))  # a read-only LUN cannot be created by the server
@@ -129,19 +95,21 @@ def test_iscsi_test_cu_conformance(our_server: OurServer, tmp_path: Path) -> Non
     our_server.configure(targets=targets)
     our_server.start()
     url = f"iscsi://127.0.0.1:{port}/{{}}/0"
-    merged = run_suite(program, [url.format(TARGET)], tmp_path / "iscsi-test-cu.log")
+    log = tmp_path / "iscsi-test-cu.log"
+    merged = run_suite(program, [url.format(TARGET)] * 2, log)
+    assert merged.get(MULTIPATH) == Outcome.PASS, f"{MULTIPATH}: see {log}"
     for run in SPECIAL_RUNS:
         log = tmp_path / f"iscsi-test-cu-{run.kind}.log"
-        urls = [url.format(f"{TARGET}-{run.kind}")] * run.paths
-        found = run_suite(program, urls, log, "-t", run.suites)
-        assert found.get(run.witness) == "pass", f"{run.witness} on the {run.kind} LUN: {found}"
+        found = run_suite(program, [url.format(f"{TARGET}-{run.kind}")], log, "-t", run.suites)
+        assert found.get(run.witness) == Outcome.PASS, f"{run.witness} on the {run.kind} LUN"
         for name, outcome in found.items():
             if name not in merged or _RANK[outcome] > _RANK[merged[name]]:
                 merged[name] = outcome
-    counts = {kind: sum(1 for o in merged.values() if o == kind) for kind in _RANK}
-    passed, skipped, failed = counts["pass"], counts["skip"], counts["fail"]
+    counts = tally(merged)
+    passed, skipped, failed = counts[Outcome.PASS], counts[Outcome.SKIP], counts[Outcome.FAIL]
     summary = f"tests={len(merged)} pass={passed} skip={skipped} fail={failed}"
-    failures = {name for name, outcome in merged.items() if outcome == "fail"}
-    assert failures <= EXPECTED_FAILURES, f"new failures: {failures - EXPECTED_FAILURES}"
-    assert failed <= MAX_FAIL and passed >= MIN_PASS, summary
+    print(summary)  # the score, for `pytest -s`
+    failures = sorted(name for name, outcome in merged.items() if outcome == Outcome.FAIL)
+    assert not failures, f"{summary}; failed: {failures}; logs in {tmp_path}"
+    assert passed >= MIN_PASS, summary
     assert "Traceback" not in our_server.log()
