@@ -4,7 +4,7 @@ import asyncio
 import logging
 import signal
 import time
-from ipaddress import ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from discovery_agent.service import (
     DiscoveryAgentService,
@@ -55,7 +55,7 @@ class Application:
             esi_min_interval=config.isns.esi_min_interval,
             esi_max_interval=config.isns.esi_max_interval,
             esi_retries=config.isns.esi_retries,
-            control_networks=tuple(ip_network(n) for n in config.isns.control_networks),
+            control_networks=control_networks(config),
         )
         records = self.store.load()
         self.registry = Registry.restore(records, policy)
@@ -157,6 +157,15 @@ async def apply_configured_domains(
         if pending is not None:
             await pending
         log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
+
+
+def control_networks(config: Config) -> tuple[IPv4Network | IPv6Network, ...]:
+    """isns.control_networks, and the iSNS listen addresses themselves: a connection from
+    one of them comes from this host (the in-process discovery agent connects that way)."""
+    networks = [ip_network(n) for n in config.isns.control_networks]
+    own = [ip_address(a.host) for a in config.isns.listen]
+    networks += [ip_network(a) for a in own if not a.is_unspecified]
+    return tuple(networks)
 
 
 def api_control_nodes(config: Config) -> frozenset[str]:

@@ -3,10 +3,12 @@ from those networks (and from in-process callers); others get Source Unauthorize
 attempt is logged once per interval, and nothing changes."""
 
 import logging
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 
 import pytest
 
+from isns_server.app import control_networks
+from isns_server.config.loader import parse_config
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, Message, request
 from isns_server.netaddr import peer_ip
@@ -84,3 +86,12 @@ def test_peer_ip_reads_peer_text() -> None:
     assert str(peer_ip("[::ffff:10.0.0.1]:3205")) == "10.0.0.1"
     assert peer_ip("the iSCSI portal") is None
     assert peer_ip(LAN.with_prefixlen) is None
+
+
+def test_the_servers_own_listen_addresses_count_as_control_networks() -> None:
+    """The in-process discovery agent connects to isns.listen[0], from that address."""
+    config = parse_config("isns: {listen: ['10.0.0.5:3205', '0.0.0.0:3206']}")
+    networks = control_networks(config)
+    assert any(ip_address("10.0.0.5") in n for n in networks)
+    assert any(ip_address("127.0.0.1") in n for n in networks)
+    assert not any(ip_address("10.0.0.6") in n for n in networks)
