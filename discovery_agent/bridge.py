@@ -5,7 +5,8 @@ One session, repeated after any failure with a growing pause:
 1. connect; register as a Control Node whose portal's SCN Port is our SCN listener, on
    the address the connection left from (one the server can reach);
 2. SCNReg for management SCNs: every change anywhere in the registry (RFC 4171 5.6.5.5);
-3. read the registry once (DevGetNext walks, then DevAttrQry per target and per DD);
+3. read the registry once (DevGetNext walks, then DevAttrQry per target and per DD),
+   and only then let the directory agent answer (`on_registry_read`);
 4. follow: each SCN names the changed objects, which are read again, merged so a burst
    costs one query per object. A keepalive query every third of the Registration
    Period keeps our entity alive; a server that refuses management SCNs gets a full
@@ -23,7 +24,7 @@ from isns_server.client import IsnsClient, IsnsClientError
 from isns_server.isnsp.codec import StreamDecoder, encode_message
 from isns_server.isnsp.constants import FunctionId, NodeType, Status
 from isns_server.isnsp.errors import MessageFormatError
-from isns_server.isnsp.messages import Message, response
+from isns_server.isnsp.messages import IPAddress, Message, response
 from isns_server.netaddr import host_port
 
 from . import registry_queries as queries
@@ -31,7 +32,7 @@ from .catalog import Domain, Node
 from .mirror import RegistryMirror
 from .registry_queries import RegistryRefusal, Request
 from .scn import Pending, ScnFormatError, parse_scn, scn_response
-from .slp.agent import DirectoryAgent, TargetRegistration
+from .slp.agent import DirectoryAgent, TargetDeregistration, TargetRegistration
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ DEFAULT_PERIOD = 900  # RFC 4171 6.2.6 default Registration Period
 CONCURRENT_QUERIES = 32  # queries in flight on the connection during a re-read
 MAX_SCN_CONNECTIONS = 8
 MAX_SCN_MESSAGE = 1 << 20
+MAX_ADDED_PORTALS = 4096
 
 
 class _Forgotten(Exception):
@@ -57,6 +59,7 @@ class RegistryBridge:
         agent: DirectoryAgent,
         mirror: RegistryMirror,
         clock: Callable[[], float] = time.monotonic,
+        on_registry_read: Callable[[], None] = lambda: None,
     ) -> None:
         self.server = server
         self.node_name = node_name
@@ -64,6 +67,7 @@ class RegistryBridge:
         self.agent = agent
         self.mirror = mirror
         self.clock = clock
+        self.on_registry_read = on_registry_read  # after every full read
         self._pending = Pending()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -71,6 +75,7 @@ class RegistryBridge:
         self._listener: asyncio.Server | None = None
         self._scn_connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
         self._following = False
+        self._added_portals: set[tuple[str, IPAddress, int]] = set()
 
     @property
     def where(self) -> str:
@@ -221,6 +226,7 @@ class RegistryBridge:
             await self._with_sets(client, list(walked.values())),
             self.clock(),
         )
+        self.on_registry_read()
 
     async def _walk_node(
         self, client: IsnsClient, after: str | None
@@ -293,11 +299,9 @@ class RegistryBridge:
 
     async def _bridge_target_changes(self, client: IsnsClient) -> None:
         for event in self.agent.target_changes():
-            if isinstance(event, TargetRegistration):
-                request, what = queries.target_registration(event), "registration"
-            else:
-                request, what = queries.target_deregistration(event), "deregistration"
-            if request is None:
+            what = "registration" if isinstance(event, TargetRegistration) else "deregistration"
+            address = queries.portal_address(event.host)
+            if address is None:
                 log.warning(
                     "SLP %s of %s from %s kept out of iSNS: %r is a host name and iSNS "
                     "portals are IP addresses",
@@ -306,6 +310,17 @@ class RegistryBridge:
                     event.source,
                     event.host,
                 )
+                continue
+            name = event.iscsi_name
+            held = queries.queried_node(
+                name, await self._call(client, queries.node_query(self.node_name, name))
+            )
+            if isinstance(event, TargetRegistration):
+                request = await self._registration(client, event, address, held)
+            else:
+                request = self._deregistration(event, address, held)
+            if request is None:
+                log.debug("SLP %s of %s: nothing to change in iSNS", what, event.url)
                 continue
             answer = await self._call(client, request)
             if answer.status != Status.SUCCESSFUL:
@@ -317,6 +332,35 @@ class RegistryBridge:
                     event.source,
                     queries.status_name(answer.status),
                 )
+
+    async def _registration(
+        self, client: IsnsClient, event: TargetRegistration, address: IPAddress, held: Node | None
+    ) -> Request | None:
+        layout = queries.EntityLayout()
+        if (entity := queries.slp_registration_entity(event, held)) is not None:
+            answer = await self._call(client, queries.entity_layout_query(self.node_name, entity))
+            layout = queries.entity_layout(entity, answer)
+        request = queries.target_registration(event, address, held, layout)
+        # A portal added to another client's entity, for its SrvDeReg to withdraw;
+        # bounded like the SLP registrations that can add them.
+        if request is not None and entity is None and len(self._added_portals) < MAX_ADDED_PORTALS:
+            self._added_portals.add((event.iscsi_name, address, event.port))
+        return request
+
+    def _deregistration(
+        self, event: TargetDeregistration, address: IPAddress, held: Node | None
+    ) -> Request | None:
+        name = event.iscsi_name
+        added = (name, address, event.port) in self._added_portals
+        self._added_portals.discard((name, address, event.port))
+        shared = held is not None and any(
+            node.entity == held.entity and queries.holds_portal(node, address, event.port)
+            for node in self.mirror.catalog.nodes.values()
+            if node.name != name
+        )
+        return queries.target_deregistration(
+            event, address, held, added_by_slp=added, portal_shared=shared
+        )
 
     # Messages from the server: SCNs, on our SCN port or on the client connection
 

@@ -8,6 +8,7 @@ records. An answer of No Such Entry means the object is gone; any other failure 
 
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import cast
 
 from isns_server.client import IsnsClientError
 from isns_server.isnsp.constants import (
@@ -30,6 +31,8 @@ from isns_server.isnsp.messages import (
 
 from .catalog import Domain, Node, Portal
 from .slp.agent import TargetDeregistration, TargetRegistration
+
+SLP_ENTITY_PREFIX = "slp-sa:"  # entities registered for SLP service agents
 
 # Everything a Control Node may hear about (RFC 4171 6.4.4).
 MANAGEMENT_SCNS = (
@@ -309,58 +312,200 @@ def entity_nodes(entity: str, answer: Message) -> list[str]:
 # --- SLP registrations into iSNS ---------------------------------------------------------
 
 
-def target_registration(event: TargetRegistration) -> Request | None:
-    """A DevAttrReg carrying an SLP SrvReg of service:iscsi:target into the registry, as
-    the target itself would register: its portal, its node and, when the SrvReg named
-    one, its portal group tag. The Registration Period is the SLP lifetime, so the iSNS
-    registration lapses with the SLP one. None when the URL's host is a name, not an
-    address (iSNS portals are addresses; the agent does not resolve names)."""
+def slp_entity(source: str) -> str:
+    """The Entity Identifier under which the agent registers the targets of the SLP
+    service agent at `source`: one entity per SA, as a storage host is one entity with
+    its portals shared by its targets. Who owns it shows in the registry itself, so
+    the agent knows it again after a restart."""
+    return f"{SLP_ENTITY_PREFIX}{source}"
+
+
+def portal_address(host: str) -> IPAddress | None:
+    """The address a target URL's host names; None for a host name (iSNS portals are
+    addresses, and the agent does not resolve names)."""
     try:
-        address = ip_address(event.host)
+        address = ip_address(host)
     except ValueError:
         return None
-    port = PortNumber(event.port)
-    alias = next(
-        (a.values[0] for a in event.attributes if a.tag.lower() == "alias" and a.values), None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return unwrap_ipv4(address)
+
+
+def registered_by_slp(node: Node) -> bool:
+    return node.entity.startswith(SLP_ENTITY_PREFIX)
+
+
+def slp_registration_entity(event: TargetRegistration, held: Node | None) -> str | None:
+    """The SLP entity a registration goes to; None for another client's target."""
+    if held is None:
+        return slp_entity(event.source)
+    return held.entity if registered_by_slp(held) else None
+
+
+def holds_portal(node: Node, address: IPAddress, port: int) -> bool:
+    return any((p.address, p.port) == (address, port) for p in node.portals)
+
+
+def _portal(address: IPAddress, port: int) -> tuple[Attribute, Attribute]:
+    return (
+        Attribute(Tag.PORTAL_IP_ADDRESS, address),
+        Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(port)),
     )
-    node: list[Attribute] = [
-        Attribute(Tag.ISCSI_NAME, event.iscsi_name),
-        Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
-    ]
-    if isinstance(alias, str):
-        node.append(Attribute(Tag.ISCSI_ALIAS, alias))
-    if event.portal_group is not None:
-        node += [
-            Attribute(Tag.PG_TAG, event.portal_group),
-            Attribute(Tag.PG_PORTAL_IP_ADDR, address),
-            Attribute(Tag.PG_PORTAL_TCP_UDP_PORT, port),
-        ]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityLayout:
+    """An entity's nodes, portals and the (node, portal) pairs a PG covers, NULL or not."""
+
+    nodes: frozenset[str] = frozenset()
+    portals: frozenset[tuple[IPAddress, int]] = frozenset()
+    covered: frozenset[tuple[str, IPAddress, int]] = frozenset()
+
+
+def entity_layout_query(name: str, entity: str) -> Request:
     return Request(
-        FunctionId.DEV_ATTR_REG,
-        _source(event.iscsi_name),
-        operating=(
-            Attribute(Tag.ENTITY_IDENTIFIER),  # empty: the target's own entity, or a new one
+        FunctionId.DEV_ATTR_QRY,
+        _source(name),
+        keys=(Attribute(Tag.ENTITY_IDENTIFIER, entity),),
+        operating=tuple(
+            Attribute(tag)
+            for tag in (
+                Tag.ISCSI_NAME,
+                Tag.PORTAL_IP_ADDRESS,
+                Tag.PORTAL_TCP_UDP_PORT,
+                Tag.PG_ISCSI_NAME,
+                Tag.PG_PORTAL_IP_ADDR,
+                Tag.PG_PORTAL_TCP_UDP_PORT,
+                Tag.PG_TAG,
+            )
+        ),
+    )
+
+
+def entity_layout(entity: str, answer: Message) -> EntityLayout:
+    """What an `entity_layout_query` answer lists; empty when there is no such entity."""
+    if not _found(answer, f"the query for entity {entity}"):
+        return EntityLayout()
+    nodes: set[str] = set()
+    portals: set[tuple[IPAddress, int]] = set()
+    covered: set[tuple[str, IPAddress, int]] = set()
+    address: IPAddress | None = None
+    pg_name: str | None = None
+    for attribute in _operating(answer):
+        tag, value = attribute.tag, attribute.value
+        tcp = isinstance(value, PortNumber) and not value.udp
+        if tag == Tag.ISCSI_NAME and isinstance(value, str):
+            nodes.add(value)
+        elif tag in (Tag.PORTAL_IP_ADDRESS, Tag.PG_PORTAL_IP_ADDR):
+            address = _ip(value)
+        elif tag == Tag.PG_ISCSI_NAME and isinstance(value, str):
+            pg_name = value
+        elif address is None or not tcp:
+            continue
+        elif tag == Tag.PORTAL_TCP_UDP_PORT:
+            portals.add((address, cast(PortNumber, value).port))
+        elif tag == Tag.PG_PORTAL_TCP_UDP_PORT and pg_name is not None:
+            covered.add((pg_name, address, cast(PortNumber, value).port))
+    return EntityLayout(frozenset(nodes), frozenset(portals), frozenset(covered))
+
+
+def target_registration(
+    event: TargetRegistration,
+    address: IPAddress,
+    held: Node | None,
+    layout: EntityLayout = EntityLayout(),
+) -> Request | None:
+    """The DevAttrReg carrying an SLP SrvReg of service:iscsi:target into the registry,
+    as the target itself would send it; `held` is the target as iSNS holds it now.
+
+    - Not in iSNS yet, or registered by SLP before: in its SA's entity (`slp_entity`,
+      laid out as `layout` says), its portal, its node and, when the SrvReg named one,
+      its portal group tag, with the SLP lifetime as the Registration Period, so the two
+      lapse together. A NULL PG for each pairing of this node or portal with the
+      entity's others that no PG covers yet: otherwise the server would pair them with
+      PGT 1 (RFC 4171 5.6.5.1), and SLP would show URLs no SA registered.
+    - Registered by another client: only a portal iSNS lacks is added to that entity,
+      whose Registration Period is that client's business. None when iSNS has it all.
+    """
+    name, port = event.iscsi_name, event.port
+    portal: list[Attribute] = list(_portal(address, port))
+    node: list[Attribute] = [Attribute(Tag.ISCSI_NAME, name)]
+    lifetime: tuple[Attribute, ...] = ()
+    unpaired: list[Attribute] = []  # NULL PGs of this node with the entity's other portals
+    entity = slp_registration_entity(event, held)
+    if entity is not None:
+        alias = next(
+            (a.values[0] for a in event.attributes if a.tag.lower() == "alias" and a.values),
+            None,
+        )
+        node.append(Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)))
+        if isinstance(alias, str):
+            node.append(Attribute(Tag.ISCSI_ALIAS, alias))
+        lifetime = (
             Attribute(Tag.ENTITY_PROTOCOL, int(EntityProtocol.ISCSI)),
             Attribute(Tag.REGISTRATION_PERIOD, event.lifetime),
-            Attribute(Tag.PORTAL_IP_ADDRESS, address),
-            Attribute(Tag.PORTAL_TCP_UDP_PORT, port),
-            *node,
-        ),
-    )
-
-
-def target_deregistration(event: TargetDeregistration) -> Request | None:
-    """A DevDereg of the portal an SLP SrvDeReg withdrew, by the target itself (RFC 4171
-    5.6.5.4); the target stays registered at any other portal. None for a host name."""
-    try:
-        address = ip_address(event.host)
-    except ValueError:
+        )
+        others = sorted(
+            n for n in layout.nodes - {name} if (n, address, port) not in layout.covered
+        )
+        if others:
+            portal += [Attribute(Tag.PG_TAG), *(Attribute(Tag.PG_ISCSI_NAME, n) for n in others)]
+        for other, other_port in sorted(layout.portals - {(address, port)}, key=str):
+            if (name, other, other_port) not in layout.covered:
+                unpaired += _pg_portal(other, other_port)
+        if unpaired:
+            unpaired.insert(0, Attribute(Tag.PG_TAG))
+    elif held is None or holds_portal(held, address, event.port):
         return None
+    else:
+        entity = held.entity
+    if event.portal_group is not None:
+        node += [Attribute(Tag.PG_TAG, event.portal_group), *_pg_portal(address, port)]
     return Request(
-        FunctionId.DEV_DEREG,
-        _source(event.iscsi_name),
+        FunctionId.DEV_ATTR_REG,
+        _source(name),
         operating=(
-            Attribute(Tag.PORTAL_IP_ADDRESS, address),
-            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(event.port)),
+            Attribute(Tag.ENTITY_IDENTIFIER, entity),
+            *lifetime,
+            *portal,
+            *node,
+            *unpaired,
         ),
     )
+
+
+def _pg_portal(address: IPAddress, port: int) -> tuple[Attribute, Attribute]:
+    return (
+        Attribute(Tag.PG_PORTAL_IP_ADDR, address),
+        Attribute(Tag.PG_PORTAL_TCP_UDP_PORT, PortNumber(port)),
+    )
+
+
+def target_deregistration(
+    event: TargetDeregistration,
+    address: IPAddress,
+    held: Node | None,
+    *,
+    added_by_slp: bool,
+    portal_shared: bool,
+) -> Request | None:
+    """The DevDereg, by the target itself (RFC 4171 5.6.5.4), withdrawing what SLP put
+    into iSNS for a SrvDeReg'd URL; `held` as in `target_registration`; `added_by_slp`:
+    SLP added this portal to another client's entity; `portal_shared`: another node of
+    the entity reaches the portal. For a target registered by SLP the portal goes
+    unless shared, and with its last portal the node, so the server also drops its
+    portal groups and an emptied entity. None when there is nothing of SLP's to take
+    (a target still at other portals keeps a shared one)."""
+    if held is None:
+        return None
+    portal = () if portal_shared else _portal(address, event.port)
+    if registered_by_slp(held):
+        others = [p for p in held.portals if (p.address, p.port) != (address, event.port)]
+        node = () if others else (Attribute(Tag.ISCSI_NAME, event.iscsi_name),)
+        operating = (*portal, *node)
+    else:
+        operating = portal if added_by_slp else ()
+    if not operating:
+        return None
+    return Request(FunctionId.DEV_DEREG, _source(event.iscsi_name), operating=operating)

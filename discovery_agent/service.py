@@ -17,6 +17,7 @@ from isns_server.config import Config, ListenAddress
 
 from .bridge import RegistryBridge
 from .dnssd import Advertisement, DnsSdAdvertiser, isns_advertisement, portal_advertisement
+from .local_addresses import LocalAddresses
 from .mirror import RegistryMirror, host_text
 from .slp.agent import AgentSettings, DirectoryAgent
 from .transport import SlpListenError, SlpTransport, connection_limits
@@ -143,7 +144,9 @@ class DiscoveryAgentService:
 
     async def _start_slp(self) -> None:
         config, clock = self.config, time.monotonic
-        agent = DirectoryAgent(agent_settings(config), boot_timestamp=int(time.time()))
+        agent = DirectoryAgent(
+            agent_settings(config), boot_timestamp=int(time.time()), is_local=LocalAddresses()
+        )
         primary = [_primary_host(config)]
         sms = [(h, a.port) for a in self.endpoints.isns for h in _published_hosts(a, primary)]
         mirror = RegistryMirror(agent, list(dict.fromkeys(sms)), clock())
@@ -154,6 +157,8 @@ class DiscoveryAgentService:
             agent=agent,
             mirror=mirror,
             clock=clock,
+            # SLP answers from the first read on, with every scope (RFC 2608 12.2.2).
+            on_registry_read=lambda: transport.begin(),
         )
         transport = SlpTransport(
             agent,

@@ -5,9 +5,13 @@
   239.255.255.253 on the listen port, joined on that interface, sending with
   IP_MULTICAST_IF set to it and TTL 1, so nothing leaves the link (RFC 2608 6.1 leaves
   the TTL to configuration; one hop is where SLP multicast belongs). Replies to
-  multicast requests leave from that socket, unicast to the requester.
+  multicast requests leave from that socket, unicast to the requester, with the
+  interface address as their source (IP_PKTINFO): a UA puts that address in the
+  previous responder list of its retransmissions and retries an OVERFLOW over TCP to
+  it, so it must be an address we listen on, not whatever routing would pick.
 - Every `handle` result goes back to the sender; DAAdverts from `startup`/`tick` are
-  multicast; `shutdown`'s DAAdvert says goodbye.
+  multicast, from `begin` on (once the registry has been read); `shutdown`'s DAAdvert
+  says goodbye.
 
 What may be answered, how much and to whom is the agent's business (agent.py); a TCP
 connection is only framed here, capped in size, and admitted, counted per source and
@@ -16,8 +20,10 @@ timed out when idle like every TCP listener's (isns_server/admission.py).
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MULTICAST_TTL = 1
 _IP_MULTICAST_ALL = 49  # Linux <linux/in.h>; the socket module does not name it
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux <linux/in.h>
 MAX_TCP_MESSAGE = 1 << 18  # a SrvReg's strings are 16-bit lengths; a few of them fit
 
 
@@ -115,10 +122,27 @@ def multicast_socket(interface: str, port: int) -> socket.socket:
     return sock
 
 
+def send_from(sock: socket.socket, data: bytes, to: Any, source: str) -> None:
+    """One datagram to `to` with `source` as its source address (in_pktinfo's
+    ipi_spec_dst), from a socket bound to the multicast group; UDP may drop it when the
+    socket's buffer is full, and so may we."""
+    pktinfo = struct.pack("=i4s4s", 0, socket.inet_aton(source), bytes(4))
+    try:
+        sock.sendmsg([data], [(socket.IPPROTO_IP, _IP_PKTINFO, pktinfo)], 0, to)
+    except OSError as exc:
+        log.debug("SLP reply from %s to %s not sent: %s", source, to, exc)
+
+
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, owner: "SlpTransport", via: Via) -> None:
+    """`interface`, for a multicast socket: the address its replies leave from."""
+
+    def __init__(
+        self, owner: "SlpTransport", via: Via, sock: socket.socket, interface: str | None = None
+    ) -> None:
         self.owner = owner
         self.via = via
+        self.sock = sock
+        self.interface = interface if sys.platform.startswith("linux") else None
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,7 +151,10 @@ class _Datagrams(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         assert self.transport is not None
         for reply in self.owner.handle(data, _peer(addr), self.via):
-            self.transport.sendto(reply, addr)
+            if self.interface is None:
+                self.transport.sendto(reply, addr)
+            else:
+                send_from(self.sock, reply, addr, self.interface)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SLP UDP socket error: %s", exc)  # e.g. ICMP port unreachable for a reply
@@ -211,19 +238,27 @@ class SlpTransport:
             for interface in self.interfaces:
                 sock = multicast_socket(interface, self._port)
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Datagrams(self, "multicast"), sock=sock
+                    functools.partial(_Datagrams, self, "multicast", sock, interface), sock=sock
                 )
                 self._multicast.append(transport)
                 log.info("SLP multicast on %s:%d via %s", MULTICAST_ADDRESS, self._port, interface)
         except BaseException:
             await self.stop(goodbye=False)
             raise
-        self._beat(self.agent.startup(self.clock()))
+
+    def begin(self) -> None:
+        """The registry has been read: answer, and send the first DAAdvert. Once.
+        UDP requests before then go unanswered (UAs retransmit); TCP connections wait in
+        the backlog and are served now."""
+        if not self.agent.started:
+            self._beat(self.agent.startup(self.clock()))
+            for server in self._servers:
+                server.start()
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, address: ListenAddress) -> None:
         sock = unicast_socket(address, shared=bool(self.interfaces))
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self, "unicast-udp"), sock=sock
+            lambda: _Datagrams(self, "unicast-udp", sock), sock=sock
         )
         self._unicast.append(transport)
         bound = ListenAddress(address.host, sock.getsockname()[1])
@@ -231,8 +266,7 @@ class SlpTransport:
             server = TcpListener.open(bound.host, bound.port, lambda: _Stream(self), "SLP")
         except OSError as exc:
             raise listen_problem(f"TCP {bound}", "slp.listen", exc) from None
-        self._servers.append(server)
-        server.start()
+        self._servers.append(server)  # accepting from `begin` on; till then, the backlog
         self.bound.append(bound)
         log.info("SLP directory agent listening on %s (UDP and TCP)", bound)
 
@@ -261,7 +295,7 @@ class SlpTransport:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if goodbye:
+        if goodbye and self.agent.started:
             self._multicast_all(self.agent.shutdown())
         for server in self._servers:
             server.close()

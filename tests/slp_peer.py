@@ -17,10 +17,13 @@ _T = TypeVar("_T")
 
 
 class SlpUserAgent:
-    """Sends from `source` (any 127.0.0.0/8 address) to the agent on `port`."""
+    """Sends from `source` (any 127.0.0.0/8 address) to the agent on `agent`:`port`."""
 
-    def __init__(self, port: int, source: str = LOOPBACK, timeout: float = 2.0) -> None:
+    def __init__(
+        self, port: int, source: str = LOOPBACK, timeout: float = 2.0, agent: str = LOOPBACK
+    ) -> None:
         self.port = port
+        self.agent = agent
         self.source = source
         self.timeout = timeout
         self._xids = itertools.count(1)
@@ -39,8 +42,9 @@ class SlpUserAgent:
 
     def exchange_udp(self, data: bytes, wait: float | None = None) -> list[bytes]:
         """Send one datagram unicast; every reply that arrives within `wait`."""
-        self.udp.sendto(data, (LOOPBACK, self.port))
-        return self._replies(wait if wait is not None else self.timeout, first_only=wait is None)
+        self.udp.sendto(data, (self.agent, self.port))
+        replies = self._replies(wait if wait is not None else self.timeout, first_only=wait is None)
+        return [data for data, _ in replies]
 
     def unicast(self, message: Message) -> Message | None:
         replies = self.exchange_udp(build_message(self.stamp(message)))
@@ -48,11 +52,18 @@ class SlpUserAgent:
 
     def multicast(self, message: Message, wait: float = 1.0) -> list[Message]:
         """Every reply to one multicast request within `wait` seconds."""
-        self.udp.sendto(build_message(self.stamp(message, True)), (MULTICAST_ADDRESS, self.port))
-        return [parse_message(data) for data in self._replies(wait, first_only=False)]
+        return [reply for reply, _ in self.multicast_from(message, wait)]
 
-    def tcp(self, message: Message) -> Message:
-        address = (LOOPBACK, self.port)
+    def multicast_from(
+        self, message: Message, wait: float = 1.0
+    ) -> list[tuple[Message, tuple[str, int]]]:
+        """Every reply to one multicast request within `wait` seconds, with its source."""
+        self.udp.sendto(build_message(self.stamp(message, True)), (MULTICAST_ADDRESS, self.port))
+        return [(parse_message(data), peer) for data, peer in self._replies(wait, False)]
+
+    def tcp(self, message: Message, agent: str | None = None) -> Message:
+        """One request over TCP to `agent` (by default the agent's address)."""
+        address = (agent or self.agent, self.port)
         with socket.create_connection(address, self.timeout, (self.source, 0)) as stream:
             stream.sendall(build_message(self.stamp(message)))
             data = b""
@@ -63,16 +74,16 @@ class SlpUserAgent:
                 data += chunk
         return parse_message(data[:length])
 
-    def _replies(self, wait: float, first_only: bool) -> list[bytes]:
-        replies: list[bytes] = []
+    def _replies(self, wait: float, first_only: bool) -> list[tuple[bytes, tuple[str, int]]]:
+        replies: list[tuple[bytes, tuple[str, int]]] = []
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             self.udp.settimeout(left)
             try:
-                data, _ = self.udp.recvfrom(65536)
+                data, peer = self.udp.recvfrom(65536)
             except TimeoutError:
                 break
-            replies.append(data)
+            replies.append((data, (str(peer[0]), int(peer[1]))))
             if first_only:
                 break
         return replies

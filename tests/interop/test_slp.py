@@ -56,9 +56,14 @@ def follow_the_registry(
         return urls([reply] if reply else [])
 
     try:
-        # The DA is up when it answers for itself; the registry is read when the iSNS
-        # server shows up as a storage management service.
-        adverts = ua.multicast(SrvRqst(service_type="service:directory-agent"), wait=0.5)
+        # The DA answers for itself once it has read the registry (RFC 2608 12.2.2: the
+        # first DAAdvert carries every scope), and shows the iSNS server as a storage
+        # management service.
+        discovery = SrvRqst(service_type="service:directory-agent")
+        adverts = eventually(
+            lambda: ua.multicast(discovery, wait=0.5),
+            lambda found: any(isinstance(a, DAAdvert) and a.boot_timestamp for a in found),
+        )
         assert any(isinstance(a, DAAdvert) and a.boot_timestamp for a in adverts), adverts
         sms = SrvRqst(service_type="service:iscsi:sms", scopes=("DEFAULT",))
         expected = {f"service:iscsi:sms://127.0.0.1:{isns_port}"}

@@ -6,16 +6,28 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from discovery_agent.service import DiscoveryAgentService, in_process_endpoints
-from discovery_agent.slp.codec import parse_message
-from discovery_agent.slp.constants import MULTICAST_ADDRESS
-from discovery_agent.slp.messages import DAAdvert, SrvRply, SrvRqst
+from discovery_agent.slp.codec import build_message, parse_message
+from discovery_agent.slp.constants import MULTICAST_ADDRESS, ErrorCode
+from discovery_agent.slp.constants import Flags as SlpFlags
+from discovery_agent.slp.messages import (
+    DAAdvert,
+    SrvAck,
+    SrvDeReg,
+    SrvReg,
+    SrvRply,
+    SrvRqst,
+    UrlEntry,
+)
 from discovery_agent.transport import SlpListenError
 from isns_server.client import IsnsClient
 from isns_server.config import parse_config
@@ -24,11 +36,12 @@ from isns_server.isnsp.constants import Flags, FunctionId, NodeType, ScnBitmap, 
 from isns_server.isnsp.messages import Attribute, Message, PortNumber
 
 from ..conftest import ADMIN
-from ..processes import DiscoveryAgentProcess, OurServer
+from ..processes import DiscoveryAgentProcess, OurServer, free_port, slp_settings
 from ..slp_peer import SlpUserAgent, eventually
 
 AGENT = "iqn.2026-11.org.example.test:standalone-agent"
 PREFIX = "iqn.2026-11.org.example.test:standalone-"
+_T = TypeVar("_T")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,13 +114,13 @@ async def test_the_agent_waits_for_its_server_follows_it_through_a_restart_and_s
     listing = SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",))
 
     def names() -> set[str]:
-        reply = ua.unicast(listing)
-        assert isinstance(reply, SrvRply)
-        return {e.url.rsplit("/", 1)[1] for e in reply.url_entries}
+        reply = ua.unicast(listing)  # None until the agent has read the registry
+        assert reply is None or isinstance(reply, SrvRply)
+        return {e.url.rsplit("/", 1)[1] for e in reply.url_entries} if reply else set()
 
     try:
         await asyncio.sleep(0.3)
-        assert "reconnecting" in agent.log()  # no server yet: the SLP side runs regardless
+        assert "reconnecting" in agent.log()  # no server yet: SLP is silent until it has read it
         server.start()
         await register(server.port, 1)
         assert eventually(names, lambda found: len(found) == 1) == {f"{PREFIX}1"}
@@ -213,3 +226,226 @@ async def test_hand_built_scns_are_answered_on_the_scn_port(
         assert f"{PREFIX}never-registered" in agent.log()  # the SCN, logged at debug
     finally:
         assert agent.stop() == 0
+
+
+# Interop with third-party user and service agents (issue 11)
+
+DD_MEMBER = "iqn.2026-11.org.example.test:dd-member"
+
+
+def slp_registration(n: int, scopes: tuple[str, ...] = ("DEFAULT",), port: int = 3260) -> SrvReg:
+    url = f"service:iscsi:target://127.0.0.1:{port}/{PREFIX}slp-{n}"
+    return SrvReg(
+        url_entry=UrlEntry(url, 300),
+        service_type="service:iscsi:target",
+        scopes=scopes,
+        attr_list="(portal-group=1)",
+        flags=SlpFlags.FRESH,
+    )
+
+
+def test_the_first_advert_and_the_first_answer_come_with_every_dd_scope(
+    our_server: OurServer,
+) -> None:
+    port = free_port()
+    our_server.configure(
+        slp=slp_settings(port, trusted_networks=["127.0.0.1/32"]),
+        discovery_domains=[{"name": "dd-prod", "members": [DD_MEMBER]}],
+    )
+    listener = multicast_listener(port)
+    sa = SlpUserAgent(port, timeout=0.05)
+    try:
+        our_server.start()
+        # An SA registers in the DD's scope from the moment the port opens.
+        request = build_message(sa.stamp(slp_registration(1, ("dd-prod",))))
+        deadline = time.monotonic() + 10
+        while not (replies := sa.exchange_udp(request)) and time.monotonic() < deadline:
+            pass
+        (first,) = [parse_message(reply) for reply in replies]
+        assert isinstance(first, SrvAck) and first.error_code == ErrorCode.OK
+        advert = parse_message(listener.recv(2048))  # the first unsolicited one
+        assert isinstance(advert, DAAdvert) and advert.boot_timestamp
+        assert advert.scopes == ("DEFAULT", "dd-prod")  # RFC 2608 12.2.2
+    except AssertionError:
+        print(our_server.log())
+        raise
+    finally:
+        listener.close()
+        sa.close()
+
+
+def test_multicast_replies_leave_from_the_interface_address(our_server: OurServer) -> None:
+    """listen 127.0.0.2 and multicast via 127.0.0.2: replies come from 127.0.0.2, and
+    the user agent's retransmissions and TCP retry go where they should."""
+    port, agent = free_port(), "127.0.0.2"
+    our_server.configure(
+        slp={
+            "listen": [f"{agent}:{port}"],
+            "interfaces": [agent],
+            "trusted_networks": ["127.0.0.1/32"],
+            "mtu": 512,
+        }
+    )
+    our_server.start()
+    ua = SlpUserAgent(port, agent=agent)
+    listing = SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",))
+    try:
+        for n in range(12):
+            ack = eventually(lambda n=n: ua.tcp(slp_registration(n)), lambda a: True)
+            assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
+        (reply, source), *others = ua.multicast_from(listing, wait=0.5)
+        assert others == [] and source == (agent, port)  # not 127.0.0.1
+        assert isinstance(reply, SrvRply) and reply.flags & SlpFlags.OVERFLOW
+        full = ua.tcp(listing, agent=source[0])  # RFC 2608 6.1: the retry over TCP
+        assert isinstance(full, SrvRply) and len(full.url_entries) == 12
+        for responders in [(agent,), ("127.0.0.1",), ("192.0.2.1", "127.0.0.1")]:
+            retransmission = replace(listing, pr_list=responders)
+            assert ua.multicast_from(retransmission, wait=0.3) == []  # RFC 2608 8.1
+        assert len(ua.multicast_from(replace(listing, pr_list=("192.0.2.1",)), 0.5)) == 1
+    except AssertionError:
+        print(our_server.log())
+        raise
+    finally:
+        ua.close()
+
+
+async def entity_period(isns: IsnsClient, entity: str) -> object:
+    answer = await isns.call(
+        FunctionId.DEV_ATTR_QRY,
+        Attribute(Tag.ISCSI_NAME, ADMIN),
+        keys=(Attribute(Tag.ENTITY_IDENTIFIER, entity),),
+        operating=(Attribute(Tag.REGISTRATION_PERIOD),),
+    )
+    if answer.status == Status.NO_SUCH_ENTRY:
+        return None
+    return next(a.value for a in answer.split()[2] if a.tag == Tag.REGISTRATION_PERIOD)
+
+
+async def node_entity(isns: IsnsClient, name: str) -> object:
+    answer = await isns.call(
+        FunctionId.DEV_ATTR_QRY,
+        Attribute(Tag.ISCSI_NAME, ADMIN),
+        keys=(Attribute(Tag.ISCSI_NAME, name),),
+        operating=(Attribute(Tag.ENTITY_IDENTIFIER),),
+    )
+    if answer.status == Status.NO_SUCH_ENTRY:
+        return None
+    return next(a.value for a in answer.split()[2] if a.tag == Tag.ENTITY_IDENTIFIER)
+
+
+async def portal_entity(isns: IsnsClient, port: int) -> object:
+    answer = await isns.call(
+        FunctionId.DEV_ATTR_QRY,
+        Attribute(Tag.ISCSI_NAME, ADMIN),
+        keys=(
+            Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address("127.0.0.1")),
+            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(port)),
+        ),
+        operating=(Attribute(Tag.ENTITY_IDENTIFIER),),
+    )
+    if answer.status == Status.NO_SUCH_ENTRY:
+        return None
+    return next(a.value for a in answer.split()[2] if a.tag == Tag.ENTITY_IDENTIFIER)
+
+
+async def until(probe: Callable[[], Awaitable[_T]], ok: Callable[[_T], bool]) -> _T:
+    """`probe()` until `ok` accepts it, for at most 10 s; the last result."""
+    for _ in range(100):
+        if ok(result := await probe()):
+            break
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -> None:
+    """Issue 11 items 3-5: DD scopes list the DD's members; a URL iSNS holds shows once;
+    SLP neither takes over another client's entity nor leaves its own behind."""
+    port = free_port()
+    our_server.configure(
+        slp=slp_settings(port, trusted_networks=["127.0.0.1/32"]),
+        discovery_domains=[{"name": "dd-prod", "members": [DD_MEMBER]}],
+    )
+    our_server.start()
+    sa = SlpUserAgent(port)
+    isns = await IsnsClient.connect("127.0.0.1", our_server.port)
+    both = ("DEFAULT", "dd-prod")
+
+    def listed(scope: str) -> dict[str, int]:
+        reply = sa.tcp(SrvRqst(service_type="service:iscsi:target", scopes=(scope,)))
+        assert isinstance(reply, SrvRply)
+        return {e.url: e.lifetime for e in reply.url_entries}
+
+    def acked(message: SrvReg | SrvDeReg) -> None:
+        ack = eventually(lambda: sa.tcp(message), lambda _: True)
+        assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
+
+    try:
+        # A target in no DD, registered in dd-prod too: never listed there.
+        loner = slp_registration(1, both, port=3261)
+        acked(loner)
+        sa_entity = "slp-sa:127.0.0.1"  # one entity for the SA's targets, as for a host
+        assert await until(lambda: node_entity(isns, f"{PREFIX}slp-1"), bool) == sa_entity
+        member_url = f"service:iscsi:target://127.0.0.1:3260/{DD_MEMBER}"
+        acked(replace(loner, url_entry=UrlEntry(member_url, 300)))
+        assert eventually(lambda: listed("dd-prod"), lambda u: bool(u)) == {member_url: 600}
+        # One entity for the SA's targets, each at the portal it registered, no other.
+        assert set(listed("DEFAULT")) == {loner.url_entry.url, member_url}
+
+        # Another client's target, registered again through SLP: one entry, its period.
+        their = f"{PREFIX}tgt"
+        answer = await isns.call(
+            FunctionId.DEV_ATTR_REG,
+            Attribute(Tag.ISCSI_NAME, their),
+            operating=(
+                Attribute(Tag.ENTITY_IDENTIFIER, "tgt-host"),
+                Attribute(Tag.REGISTRATION_PERIOD, 900),
+                Attribute(Tag.PORTAL_IP_ADDRESS, IPv4Address("127.0.0.1")),
+                Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3262)),
+                Attribute(Tag.ISCSI_NAME, their),
+                Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
+            ),
+        )
+        assert answer.status == Status.SUCCESSFUL
+        their_url = f"service:iscsi:target://127.0.0.1:3262/{their}"
+        eventually(lambda: listed("DEFAULT"), lambda u: their_url in u)
+        again = SrvReg(
+            url_entry=UrlEntry(their_url, 0xFFFF),
+            service_type="service:iscsi:target",
+            scopes=("DEFAULT",),
+            flags=SlpFlags.FRESH,
+        )
+        acked(again)
+        full = sa.tcp(SrvRqst(service_type="service:iscsi:target", scopes=both))
+        assert isinstance(full, SrvRply)
+        assert [e.lifetime for e in full.url_entries if e.url == their_url] == [600]
+        acked(SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(their_url, 0)))
+        await asyncio.sleep(0.5)  # what the bridge would have done by now
+        assert await entity_period(isns, "tgt-host") == 900
+        assert await node_entity(isns, their) == "tgt-host"
+        assert their_url in listed("DEFAULT")
+
+        # The SrvDeReg of a target's only URL takes what SLP registered, all of it.
+        acked(SrvDeReg(scopes=both, url_entry=UrlEntry(loner.url_entry.url, 0)))
+        assert await until(lambda: node_entity(isns, f"{PREFIX}slp-1"), lambda e: e is None) is None
+        assert await portal_entity(isns, 3261) is None  # with its portal groups
+        assert await entity_period(isns, sa_entity) == 300  # the DD member is still there
+        assert eventually(lambda: listed("DEFAULT"), lambda u: loner.url_entry.url not in u)
+        acked(SrvDeReg(scopes=both, url_entry=UrlEntry(member_url, 0)))
+        assert await until(lambda: entity_period(isns, sa_entity), lambda e: e is None) is None
+        assert (
+            await node_entity(isns, DD_MEMBER) is None and await portal_entity(isns, 3260) is None
+        )
+
+        # A URL this DA never held: acknowledged, and nothing for iSNS to refuse.
+        acked(SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(their_url, 0)))
+        never = f"service:iscsi:target://127.0.0.1:3263/{PREFIX}never"
+        acked(SrvDeReg(scopes=both, url_entry=UrlEntry(never, 0)))
+        await asyncio.sleep(0.5)
+        assert "refused the SLP" not in our_server.log()
+        assert "WARNING discovery_agent" not in our_server.log()
+    except AssertionError:
+        print(our_server.log())
+        raise
+    finally:
+        sa.close()
+        await isns.close()

@@ -39,6 +39,7 @@ def mirror() -> RegistryMirror:
     mirror.reload(
         [target(DISK1, "192.0.2.3", alias="disk one"), target(DISK2, "192.0.2.4")], [], 0.0
     )
+    agent.startup(0.0)  # as the bridge has it start after the first read
     return mirror
 
 

@@ -198,7 +198,7 @@ def slp_registration(host: str, portal_group: int | None) -> TargetRegistration:
 
 
 def test_an_slp_registration_becomes_the_targets_own_dev_attr_reg() -> None:
-    bridged = queries.target_registration(slp_registration("192.0.2.3", 2))
+    bridged = queries.target_registration(slp_registration("192.0.2.3", 2), V4, None)
     assert bridged is not None
     assert bridged.function == FunctionId.DEV_ATTR_REG and not bridged.replace
     assert bridged.source == Attribute(Tag.ISCSI_NAME, DISK) and bridged.keys == ()
@@ -216,21 +216,108 @@ def test_an_slp_registration_becomes_the_targets_own_dev_attr_reg() -> None:
         Tag.PG_PORTAL_TCP_UDP_PORT,
     ]
     values = {a.tag: a.value for a in bridged.operating}
+    assert values[Tag.ENTITY_IDENTIFIER] == queries.slp_entity("10.0.0.5") == "slp-sa:10.0.0.5"
     assert values[Tag.REGISTRATION_PERIOD] == 300 and values[Tag.PG_TAG] == 2
     assert values[Tag.PORTAL_TCP_UDP_PORT] == PortNumber(3261)
-    no_group = queries.target_registration(slp_registration("2001:db8::3", None))
+    v6 = IPv6Address("2001:db8::3")
+    no_group = queries.target_registration(slp_registration("2001:db8::3", None), v6, None)
     assert no_group is not None and Tag.PG_TAG not in {a.tag for a in no_group.operating}
-    assert queries.target_registration(slp_registration("storage.example", 2)) is None
+    # A refresh of what SLP registered, from any SA: in its entity, the lifetime renewed.
+    ours = Node(DISK, NodeType.TARGET, entity=queries.slp_entity("10.0.0.9"))
+    refresh = queries.target_registration(slp_registration("192.0.2.3", 2), V4, ours)
+    assert refresh is not None and refresh.operating[1:] == bridged.operating[1:]
+    assert refresh.operating[0] == Attribute(Tag.ENTITY_IDENTIFIER, "slp-sa:10.0.0.9")
 
 
-def test_an_slp_deregistration_withdraws_that_portal() -> None:
+def test_portal_addresses_from_target_urls() -> None:
+    assert queries.portal_address("192.0.2.3") == V4
+    assert queries.portal_address("::ffff:192.0.2.3") == V4
+    assert queries.portal_address("2001:db8::3") == IPv6Address("2001:db8::3")
+    assert queries.portal_address("storage.example") is None
+
+
+def test_an_slp_registration_leaves_another_clients_entity_period_alone() -> None:
+    # Issue 11 item 4: 900 s became the SLP lifetime, and stayed after the SrvDeReg.
+    theirs = Node(DISK, NodeType.TARGET, entity="tgt-host", portals=(Portal(V4, 3261, 1),))
+    assert queries.target_registration(slp_registration("192.0.2.3", 2), V4, theirs) is None
+    elsewhere = IPv4Address("192.0.2.4")
+    added = queries.target_registration(slp_registration("192.0.2.4", 2), elsewhere, theirs)
+    assert added is not None
+    assert added.operating[0] == Attribute(Tag.ENTITY_IDENTIFIER, "tgt-host")
+    tags = [a.tag for a in added.operating]
+    assert Tag.REGISTRATION_PERIOD not in tags and Tag.ISCSI_NODE_TYPE not in tags
+    assert tags[:3] == [Tag.ENTITY_IDENTIFIER, Tag.PORTAL_IP_ADDRESS, Tag.PORTAL_TCP_UDP_PORT]
+
+
+def test_an_slp_deregistration_withdraws_what_slp_registered() -> None:
+    v6 = IPv6Address("2001:db8::3")
     event = TargetDeregistration(f"service:iscsi:target://[2001:db8::3]:3261/{DISK}", DISK,
                                  "2001:db8::3", 3261, "10.0.0.5")  # fmt: skip
-    request = queries.target_deregistration(event)
-    assert request is not None and request.function == FunctionId.DEV_DEREG
-    assert request.source == Attribute(Tag.ISCSI_NAME, DISK)
-    assert request.operating == (
-        Attribute(Tag.PORTAL_IP_ADDRESS, IPv6Address("2001:db8::3")),
+    portal = (
+        Attribute(Tag.PORTAL_IP_ADDRESS, v6),
         Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3261)),
     )
-    assert queries.target_deregistration(replace(event, host="storage.example")) is None
+    name = Attribute(Tag.ISCSI_NAME, DISK)
+    ours = Node(DISK, NodeType.TARGET, entity=queries.slp_entity("10.0.0.5"),
+                portals=(Portal(v6, 3261, 1), Portal(V4, 3260, 1)))  # fmt: skip
+
+    def dereg(held: Node | None, added: bool = False, shared: bool = False) -> object:
+        request = queries.target_deregistration(
+            event, v6, held, added_by_slp=added, portal_shared=shared
+        )
+        if request is None:
+            return None
+        assert request.function == FunctionId.DEV_DEREG
+        assert request.source == Attribute(Tag.ISCSI_NAME, DISK)
+        return request.operating
+
+    assert dereg(ours) == portal  # the target stays at its other portal
+    # Its only portal: the node goes too, and with it its portal groups and the entity.
+    last = replace(ours, portals=ours.portals[:1])
+    assert dereg(last) == (*portal, name)
+    assert dereg(last, shared=True) == (name,)  # another target of the SA's stays there
+    assert dereg(ours, shared=True) is None
+    # Another client's target: only a portal SLP added to it is withdrawn.
+    theirs = replace(ours, entity="tgt-host")
+    assert dereg(theirs) is None
+    assert dereg(theirs, added=True) == portal
+    assert dereg(None, added=True) is None
+
+
+def test_an_slp_target_joining_its_sas_entity_is_paired_only_with_its_own_portal() -> None:
+    # The server pairs new nodes and portals of an entity with PGT 1 unless a PG says
+    # otherwise (RFC 4171 5.6.5.1): NULL PGs keep SLP's URLs exactly the registered ones.
+    other, v4b = "iqn.2026-11.org.example.test:disk2", IPv4Address("192.0.2.4")
+    query = queries.entity_layout_query(AGENT, "slp-sa:10.0.0.5")
+    pg = (
+        Attribute(Tag.PG_ISCSI_NAME, other),
+        Attribute(Tag.PG_PORTAL_IP_ADDR, v4b),
+        Attribute(Tag.PG_PORTAL_TCP_UDP_PORT, PortNumber(3260)),
+        Attribute(Tag.PG_TAG, 1),
+    )
+    layout = queries.entity_layout("slp-sa:10.0.0.5", answer(query, Status.SUCCESSFUL,
+        Attribute(Tag.PORTAL_IP_ADDRESS, v4b), Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260)),
+        Attribute(Tag.ISCSI_NAME, other), *pg))  # fmt: skip
+    assert layout == queries.EntityLayout(
+        frozenset({other}), frozenset({(v4b, 3260)}), frozenset({(other, v4b, 3260)})
+    )
+    assert queries.entity_layout("x", answer(query, Status.NO_SUCH_ENTRY)) == queries.EntityLayout()
+    request = queries.target_registration(slp_registration("192.0.2.3", 2), V4, None, layout)
+    assert request is not None
+    tags = [(a.tag, a.value) for a in request.operating]
+    portal_at = tags.index((Tag.PORTAL_TCP_UDP_PORT, PortNumber(3261)))
+    assert tags[portal_at + 1 : portal_at + 3] == [
+        (Tag.PG_TAG, None),  # the other node, not at this portal
+        (Tag.PG_ISCSI_NAME, other),
+    ]
+    assert tags[-3:] == [  # this node, not at the other portal
+        (Tag.PG_TAG, None),
+        (Tag.PG_PORTAL_IP_ADDR, v4b),
+        (Tag.PG_PORTAL_TCP_UDP_PORT, PortNumber(3260)),
+    ]
+    covered = replace(
+        layout, covered=layout.covered | {(DISK, v4b, 3260), (other, V4, 3261)}
+    )  # PGs there already: left as they are
+    request = queries.target_registration(slp_registration("192.0.2.3", 2), V4, None, covered)
+    assert request is not None and Tag.PG_ISCSI_NAME not in {a.tag for a in request.operating}
+    assert [a.tag for a in request.operating].count(Tag.PG_TAG) == 1
