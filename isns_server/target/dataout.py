@@ -19,7 +19,9 @@ leaves the R2Ts' sequences, which start there, intact: "not enough unsolicited d
 Memory for the data is taken when the first Data-Out carrying some arrives, not when the
 command announces its length: a write that is announced and never sent costs nothing
 but its bookkeeping. It is borrowed from the portal's `WriteBudget`, shared by every
-session; when the budget cannot cover it, the data is discarded as after a mistake and
+session, and goes back when the buffer itself is freed: when the write fails, or once
+the task that wrote it is done with it, even after its session ended. When the budget
+cannot cover it, the data is discarded as after a mistake and
 the command ends TASK SET FULL (SAM-5 5.3), which initiators retry. Data asked for that
 stops arriving ends the task after `WritePolicy.timeout` (`expired`): at
 ErrorRecoveryLevel 0 there is no recovery R2T (6.1.4.1), so the command ends with CHECK
@@ -34,6 +36,8 @@ a sequence's end. Where its data belongs and when its sequences end are then unk
 only closing the connection recovers (6.1.4.2).
 """
 
+import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,39 +77,40 @@ class DataOutFailure:
         return f"ABORTED COMMAND, {self.sense.name.replace('_', ' ')}"
 
 
-class Loan:
-    """Bytes borrowed from a `WriteBudget`; `give_back` may be called more than once."""
-
-    __slots__ = ("_budget", "size")
-
-    def __init__(self, budget: "WriteBudget", size: int) -> None:
-        self._budget: WriteBudget | None = budget
-        self.size = size
-
-    def give_back(self) -> None:
-        if self._budget is not None:
-            self._budget.held -= self.size
-            self._budget = None
-
-
 class WriteBudget:
     """Bytes of write data the whole portal may hold at once (waiting for the rest of
-    their Data-Out, or being written): one per process, lent to every session."""
+    their Data-Out, or being written): one per process, lent to every session. Buffers
+    are lent on the event loop and may be freed on a LUN worker thread, hence the lock."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.held = 0
+        self._lock = threading.Lock()
 
     @property
     def available(self) -> int:
         return self.capacity - self.held
 
-    def borrow(self, size: int) -> Loan | None:
-        """None: not that much is left."""
-        if size > self.available:
-            return None
-        self.held += size
-        return Loan(self, size)
+    def lend(self, size: int) -> "WriteBuffer | None":
+        """A zeroed buffer of `size` bytes whose memory comes back when it is freed;
+        None: not that much is left."""
+        with self._lock:
+            if size > self.capacity - self.held:
+                return None
+            self.held += size
+        buffer = WriteBuffer(size)
+        weakref.finalize(buffer, self._give_back, size)
+        return buffer
+
+    def _give_back(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+class WriteBuffer(bytearray):
+    """A bytearray the budget can watch (a plain one takes no weak references)."""
+
+    __slots__ = ("__weakref__",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +170,7 @@ class DataOutTransfer:
         self.length = length
         immediate = command.data[:length]  # more than expected is dropped (overflow)
         self._immediate = memoryview(immediate)  # the command's own buffer, no copy
-        self._buffer: bytearray | None = None  # allocated when the rest starts to arrive
-        self.loan: Loan | None = None  # the budget's share of `_buffer`
+        self._buffer: WriteBuffer | None = None  # lent when the rest starts to arrive
         self.received = len(immediate)  # bytes in, in offset order
         self._policy = policy
         self._heard = now  # when the command or its last Data-Out arrived
@@ -207,8 +211,6 @@ class DataOutTransfer:
     def release(self) -> None:
         """The transfer is dropped: its memory goes back to the budget."""
         self._buffer = None
-        if self.loan is not None:
-            self.loan.give_back()
 
     @property
     def failed(self) -> DataOutFailure | None:
@@ -263,14 +265,13 @@ class DataOutTransfer:
         if self._buffer is not None:
             return None
         budget = self._policy.budget
-        self.loan = budget.borrow(self.length)
-        if self.loan is None:
+        self._buffer = budget.lend(self.length)
+        if self._buffer is None:
             return DataOutFailure(
                 f"no memory for {self.length} bytes of write data: the portal holds"
                 f" {budget.held} of its {budget.capacity} (portal.max_write_buffer)",
                 None,
             )
-        self._buffer = bytearray(self.length)
         self._buffer[: len(self._immediate)] = self._immediate
         return None
 

@@ -9,7 +9,7 @@ watch on a silent initiator (10.19): `deadline` and `handle_timer` drive them.
 
 A write command whose data is not all immediate waits in `_transfers` for the Data-Out
 PDUs its R2Ts ask for; Data-Out is not numbered by CmdSN (3.2.2.1). Its memory is
-borrowed from the portal's write budget (dataout.py) and given back when the task ends;
+borrowed from the portal's write budget (dataout.py) and given back when it is freed;
 one whose data stops coming ends at its deadline, which `handle_timer` also keeps. A
 command with all its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller has
 it run (at once, or on its unit's worker thread) and hands the result to `complete`,
@@ -31,7 +31,6 @@ from .dataout import (
     DataOutFailure,
     DataOutLimits,
     DataOutTransfer,
-    Loan,
     WriteBudget,
     WritePolicy,
 )
@@ -149,7 +148,6 @@ class FullFeatureSession:
         self._transfers: dict[int, DataOutTransfer] = {}  # by Initiator Task Tag
         self._data_out_limits = DataOutLimits.of(self.parameters)
         self._writes = writes or WritePolicy(WriteBudget(_WRITE_BUDGET), 60.0)
-        self._loans: dict[int, Loan] = {}  # of running tasks, by Initiator Task Tag
         self._write_failed = False  # a write failure was logged as a warning
         self._tasks = TaskSet()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
@@ -456,8 +454,6 @@ class FullFeatureSession:
             self._fail_write(transfer, failed, step)
         elif transfer.complete:
             del self._transfers[pdu.itt]
-            if transfer.loan is not None:  # held until the task has written the data
-                self._loans[pdu.itt] = transfer.loan
             self._start(transfer.command, transfer.buffer, step)
         else:
             step.pdus += self._r2ts(transfer)
@@ -508,9 +504,6 @@ class FullFeatureSession:
         """A task started by an earlier step ended with `result`: its response, unless it
         was aborted, then the task management responses that were waiting for it."""
         step = SessionStep()
-        loan = self._loans.pop(task.itt, None)
-        if loan is not None:
-            loan.give_back()
         if not task.aborted:
             step.pdus += self._respond(task.command, result)
         step.pdus += self._tasks.finish(task)
@@ -539,9 +532,6 @@ class FullFeatureSession:
         reinstating session carries the nexus on."""
         for itt in list(self._transfers):
             self._drop_transfer(itt)
-        for loan in self._loans.values():  # a task still running frees its data soon
-            loan.give_back()
-        self._loans.clear()
         self._tasks.clear()
         if self._scsi is None or self.reinstated:
             return

@@ -255,13 +255,16 @@ def test_unsolicited_data_past_or_out_of_its_burst_is_unrecoverable(pdu: DataOut
 # The portal's write budget and the Data-Out timeout ------------------------------------
 
 
-def test_a_loan_goes_back_once() -> None:
+def test_a_buffer_lent_goes_back_when_it_is_freed() -> None:
     budget = WriteBudget(1000)
-    loan = budget.borrow(600)
-    assert loan is not None and budget.available == 400
-    assert budget.borrow(401) is None and budget.held == 600  # refused: nothing taken
-    loan.give_back()
-    loan.give_back()
+    buffer = budget.lend(600)
+    assert buffer is not None and len(buffer) == 600 and budget.available == 400
+    assert budget.lend(401) is None and budget.held == 600  # refused: nothing taken
+    view = memoryview(buffer)[100:]  # a task writing it holds a view, say
+    del buffer
+    assert budget.held == 600
+    view.release()
+    del view
     assert budget.held == 0
 
 
@@ -271,14 +274,14 @@ def test_memory_is_borrowed_when_the_data_starts_to_arrive() -> None:
     r2ts(write)
     assert policy.budget.held == 0  # announced and asked for: nothing allocated yet
     write.receive(data_out(0, 0, final=False), NOW)
-    assert policy.budget.held == 1024 and write.loan is not None
+    assert policy.budget.held == 1024
     write.release()
     assert policy.budget.held == 0
 
 
 def test_no_memory_left_ends_the_write_task_set_full_once_its_sequence_is_over() -> None:
     policy = WritePolicy(WriteBudget(1024), TIMEOUT)
-    holder = policy.budget.borrow(512)  # another session's write
+    holder = policy.budget.lend(512)  # another session's write
     write = DataOutTransfer(WRITE, 1024, SOLICITED_ONLY, policy, NOW)
     r2ts(write)
     write.receive(data_out(0, 0, final=False), NOW)
@@ -359,4 +362,17 @@ def test_sessions_share_the_budget_and_give_it_back(tmp_path: Path) -> None:
     second.receive(DataOut(itt=9, ttt=third.ttt, data=b"d" * 512), NOW)
     assert policy.budget.held == 1024
     second.close()
+    assert policy.budget.held == 0
+
+
+def test_a_write_still_running_keeps_its_memory_after_its_session_ends(tmp_path: Path) -> None:
+    policy = WritePolicy(WriteBudget(1024), TIMEOUT)
+    session = portal_session(scsi_target(tmp_path), policy)
+    r2t = announce(session, itt=7, cmdsn=10)
+    step = session.receive(DataOut(final=True, itt=7, ttt=r2t.ttt, data=b"a" * 1024), NOW)
+    (task,) = step.tasks  # queued on its unit's worker, say
+    session.close()
+    assert policy.budget.held == 1024  # the data is still to be written
+    task.execute()
+    del step, task  # the worker is done with it
     assert policy.budget.held == 0
