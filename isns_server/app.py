@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from discovery_agent.service import (
@@ -13,7 +14,7 @@ from discovery_agent.service import (
 )
 
 from .api import ApiServer, build_app
-from .api.audit import AuditLog
+from .api.audit import AUDIT, AuditLog
 from .api.auth import load_tokens
 from .api.context import ApiContext
 from .api.portal_state import portal_state
@@ -57,10 +58,24 @@ class Application:
             esi_retries=config.isns.esi_retries,
             control_networks=control_networks(config),
         )
-        records = self.store.load()
-        self.registry = Registry.restore(records, policy)
+        # One pass over the store: the registry is built as records are read, and the
+        # API's audit records are set aside for it.
+        audit_records: list[tuple[Ref, Record]] = []
+
+        def registry_records(store: Store) -> Iterator[tuple[Ref, Record]]:
+            for item in store.records():
+                if item[0][0] == AUDIT:
+                    audit_records.append(item)
+                else:
+                    yield item
+
+        self.registry = Registry.restore(registry_records(self.store), policy)
         if config.store.backend == "sqlite":
-            log.info("registry loaded from %s: %d records", config.data_dir, len(records))
+            log.info(
+                "registry loaded from %s: %d entities",
+                config.data_dir,
+                len(self.registry.db.entities),
+            )
         try:
             if config.isns.enabled:
                 self.isns = IsnsService(self.registry, self.store, config.isns)
@@ -86,7 +101,7 @@ class Application:
                 )
                 await self.discovery.start()
             if config.api.enabled:
-                self.api = self._api_server(records, dispatcher)
+                self.api = self._api_server(audit_records, dispatcher)
                 await self.api.start()
         except BaseException:
             await self.stop()

@@ -55,6 +55,8 @@ def address_key(address: IPAddress) -> bytes:
     """The 16 bytes an address is keyed and compared by: IPv4 in its IPv4-mapped form
     (6.3.1), whether it came as IPv4, IPv4-mapped or IPv4-compatible (::a.b.c.d, what
     open-isns sends): all three name one portal."""
+    if isinstance(address, IPv4Address):
+        return _V4_MAPPED_PREFIX + address.packed
     address = unwrap_ipv4(address)
     return (
         address.packed if isinstance(address, IPv6Address) else _V4_MAPPED_PREFIX + address.packed

@@ -1,7 +1,7 @@
 """What the server needs from persistence, whatever the backend."""
 
 import asyncio
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Protocol
 
 # A registry object reference such as ("entity", "ent1") or ("dd", 3); the registry defines
@@ -17,7 +17,12 @@ class StoreError(Exception):
 
 class Store(Protocol):
     def load(self) -> list[tuple[Ref, Record]]:
-        """Every stored record, for rebuilding the registry at startup."""
+        """Every stored record, for rebuilding the registry."""
+        ...
+
+    def records(self) -> Iterator[tuple[Ref, Record]]:
+        """Every stored record, one at a time as it is read: a large registry is rebuilt
+        without holding all its records at once. Consume it before submitting changes."""
         ...
 
     @property

@@ -1,7 +1,7 @@
 """A store that keeps nothing: for tests and for administrators who want no state on disk."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .base import Changes, Record, Ref
 
@@ -11,6 +11,9 @@ class MemoryStore:
 
     def load(self) -> list[tuple[Ref, Record]]:
         return []
+
+    def records(self) -> Iterator[tuple[Ref, Record]]:
+        return iter(())
 
     def on_write_failed(self, undo: Callable[[], None]) -> None:
         pass

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .base import Changes, Record, Ref, StoreError
@@ -59,8 +59,16 @@ class SqliteStore:
             )
 
     def load(self) -> list[tuple[Ref, Record]]:
-        rows = self._db.execute("SELECT kind, key, record FROM objects").fetchall()
-        return [((kind, json.loads(key)), json.loads(record)) for kind, key, record in rows]
+        return list(self.records())
+
+    def records(self) -> Iterator[tuple[Ref, Record]]:
+        """Rows are read and decoded one at a time, so that a million records are never
+        all in memory at once, as text or as dicts, while the registry is built."""
+        loads = json.loads
+        for kind, key, record in self._db.execute("SELECT kind, key, record FROM objects"):
+            # Most keys are plain names: skip the JSON parser for them.
+            plain = key[0] == '"' and "\\" not in key
+            yield (kind, key[1:-1] if plain else loads(key)), loads(record)
 
     @property
     def writable(self) -> bool:

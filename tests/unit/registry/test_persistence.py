@@ -1,13 +1,17 @@
 """export_record / Registry.restore: records are JSON, and a restored registry answers
 exactly as the original did and never hands out an index twice."""
 
+import gc
 import json
+import weakref
+from collections.abc import Iterator
 from ipaddress import IPv6Address
 from typing import Any
 
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Message, PortNumber
-from isns_server.registry import COUNTERS, Outcome, Policy, Ref, Registry
+from isns_server.registry import COUNTERS, ObjectType, Outcome, Policy, Ref, Registry
+from isns_server.registry.schema import STORED
 
 from .builders import (
     ADMIN,
@@ -147,3 +151,66 @@ def test_a_failed_request_dirties_nothing() -> None:
     registry = new_registry()
     outcome = register(registry, T1, "stor1", portal("10.0.0.1", 3260))
     assert outcome.response.status == Status.SOURCE_UNKNOWN and not outcome.dirty
+
+
+def with_nulls(record: Any) -> Any:
+    """A record as versions before compact records wrote it: every field, null or not."""
+    if isinstance(record, list):
+        return [with_nulls(item) for item in record]
+    if not isinstance(record, dict):
+        return record
+    full = {name: with_nulls(value) for name, value in record.items()}
+    fields = {"eid": "entity", "ip": "portal", "name": "node", "node_name": "pg"}
+    kind = next((fields[name] for name in fields if name in record and "id" not in record), None)
+    if kind is not None:
+        for f in STORED[ObjectType(kind)]:
+            if f.name is not None:
+                full.setdefault(f.name, None)
+    return full
+
+
+def test_records_written_with_null_fields_load_as_compact_ones() -> None:
+    registry, store = populated()
+    compact = store.records()
+    assert all(None not in record.values() for _, record in compact if "eid" in record)
+    old = [(ref, with_nulls(record)) for ref, record in compact]
+    assert old != compact  # the nulls are there
+    restored = Registry.restore(old, registry.policy)
+    for ref, record in compact:
+        assert restored.export_record(ref) == record, ref
+    assert names_listed(restored, ADMIN) == names_listed(registry, ADMIN)
+
+
+class WeakRecord(dict[str, Any]):
+    """A record that can be watched with a weak reference."""
+
+
+def test_restore_keeps_no_record_once_its_objects_are_built() -> None:
+    registry, store = populated()
+    entities = [(ref, WeakRecord(record)) for ref, record in store.records() if ref[0] == "entity"]
+    watched: list[weakref.ref[WeakRecord]] = []
+
+    def one_at_a_time() -> Iterator[tuple[Ref, dict[str, Any]]]:
+        while entities:
+            # The restore's loop still names the record read last; any before it is gone.
+            assert all(ref() is None for ref in watched[:-1])
+            item = entities.pop(0)
+            watched.append(weakref.ref(item[1]))
+            yield item
+            del item
+
+    restored = Registry.restore(one_at_a_time(), registry.policy)
+    assert set(restored.db.entities) == set(registry.db.entities)
+
+
+def test_restore_leaves_the_garbage_collector_as_it_found_it() -> None:
+    _, store = populated()
+    assert gc.isenabled()
+    Registry.restore(store.records(), Policy())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Registry.restore(store.records(), Policy())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
