@@ -176,6 +176,8 @@ async def register_until_stopped(
                 return
             name = target(f"load-{client}-{n}")
             answers[name] = Status((await register(isns, name)).status or 0)
+            if answers[name] != Status.SUCCESSFUL:
+                await asyncio.sleep(0.05)  # as a client would before trying again
 
 
 async def wait_for(condition: Callable[[], bool], what: str) -> None:
