@@ -132,9 +132,10 @@ def test_full_feature_bad_input(portal: int, our_server: OurServer) -> None:
             assert rejected(initiator) == RejectReason.DATA_DIGEST_ERROR
             assert ("TargetName", TARGET) in send_targets(initiator, itt=3)
 
-            # Unknown key: NotUnderstood; a key twice: protocol error (5.2).
+            # Any key but SendTargets in a discovery session: Reject (3.3), which the
+            # initiator sees at once; a key twice: protocol error (5.2).
             initiator.send(TextRequest(immediate=True, itt=4, data=encode_text([("Y", "1")])))
-            assert texts(initiator.receive()) == [("Y", "NotUnderstood")]
+            assert rejected(initiator) == RejectReason.PROTOCOL_ERROR
             twice = encode_text([("SendTargets", "All"), ("SendTargets", "All")])
             initiator.send(TextRequest(immediate=True, itt=5, data=twice))
             assert rejected(initiator) == RejectReason.PROTOCOL_ERROR
