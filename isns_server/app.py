@@ -175,11 +175,11 @@ async def apply_configured_domains(
 
 
 def control_networks(config: Config) -> tuple[IPv4Network | IPv6Network, ...]:
-    """isns.control_networks, and the iSNS listen addresses themselves: a connection from
-    one of them comes from this host (the in-process discovery agent connects that way)."""
+    """isns.control_networks, and the address the in-process discovery agent connects to
+    (and so from): isns.listen[0], which need not be loopback."""
     networks = [ip_network(n) for n in config.isns.control_networks]
-    own = [ip_address(a.host) for a in config.isns.listen]
-    networks += [ip_network(a) for a in own if not a.is_unspecified]
+    if config.isns.enabled and (config.slp.enabled or config.mdns.enabled):
+        networks.append(ip_network(ip_address(in_process_endpoints(config).isns_server.host)))
     return tuple(networks)
 
 

@@ -147,6 +147,8 @@ SCHEMAS: dict[str, Schema] = {
             "header_digest": {"type": "string"},
             "data_digest": {"type": "string"},
             "chap_user": _NULLABLE_STRING,
+            "peer": {"type": "string"},
+            "login_time": {"type": "number"},
         }
     ),
     "AuditRecord": _object(

@@ -1,5 +1,7 @@
 """The embedded portal as the API shows it: its targets with their LUNs, its sessions."""
 
+import asyncio
+import time
 from collections.abc import Callable
 
 from ..config import Config
@@ -39,8 +41,11 @@ def portal_state(config: Config, portal: Callable[[], PortalServer | None]) -> P
         server = portal()
         if server is None or server.directory is None:
             return []
+        # Sessions keep the portal's clock (the event loop's); the API answers Unix time.
+        offset = time.time() - asyncio.get_running_loop().time()
         found = []
-        for result in server.directory.live_sessions():
+        for session in server.directory.live_sessions():
+            result = session.login
             parameters = result.parameters
             found.append(
                 {
@@ -52,6 +57,8 @@ def portal_state(config: Config, portal: Callable[[], PortalServer | None]) -> P
                     "header_digest": str(parameters.header_digest),
                     "data_digest": str(parameters.data_digest),
                     "chap_user": result.chap_user,
+                    "peer": session.peer,
+                    "login_time": session.since + offset,
                 }
             )
         return found

@@ -51,7 +51,9 @@ _HINTS = {
 
 
 class PortalServices(LoginDirectory, SessionServices, Protocol):
-    def session_started(self, result: LoginResult, reinstated: Callable[[], None]) -> None:
+    def session_started(
+        self, result: LoginResult, reinstated: Callable[[], None], peer: str, now: float
+    ) -> None:
         """`reinstated` is called if a later login takes the session over (5.3.5)."""
         ...
 
@@ -182,7 +184,7 @@ class Connection:
                 self._push,
                 self._settings.writes,
             )
-            self._services.session_started(result, self._reinstated)
+            self._services.session_started(result, self._reinstated, self.peer, now)
             log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
 
     def _login_failed(self, now: float) -> None:

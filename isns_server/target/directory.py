@@ -3,6 +3,7 @@ their credentials, the registry's zoning, and the sessions that are live."""
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ..registry import Registry, TargetPortal, VisibleTarget
 from ..registry.objects import normalize_name
@@ -14,6 +15,17 @@ from .scsi import ScsiTarget
 
 _TSIH_COUNT = 0xFFFF  # TSIHs are 16-bit and never 0 (10.12.6)
 _SessionKey = tuple[str, bytes, str | None]  # initiator, ISID, target: one I_T nexus
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """A session in the Full Feature Phase: its login, how to end it if a new login takes
+    it over, the initiator's address and when it logged in (the connection's clock)."""
+
+    login: LoginResult
+    reinstated: Callable[[], None]
+    peer: str
+    since: float
 
 
 class PortalDirectory:
@@ -33,7 +45,7 @@ class PortalDirectory:
         self._live_tsihs: set[int] = set()
         self._tsihs = itertools.count(1)
         # The live sessions by initiator, ISID and target, for reinstatement (5.3.5)
-        self._sessions: dict[_SessionKey, tuple[LoginResult, Callable[[], None]]] = {}
+        self._sessions: dict[_SessionKey, LiveSession] = {}
 
     # LoginDirectory ------------------------------------------------------------------
 
@@ -64,23 +76,25 @@ class PortalDirectory:
             pass
         return tsih
 
-    def session_started(self, result: LoginResult, reinstated: Callable[[], None]) -> None:
+    def session_started(
+        self, result: LoginResult, reinstated: Callable[[], None], peer: str, now: float
+    ) -> None:
         """A session with the same initiator, ISID and target as a live one replaces it."""
         self._live_tsihs.add(result.tsih)
         key = _session_key(result)
         previous = self._sessions.get(key)
-        self._sessions[key] = (result, reinstated)
+        self._sessions[key] = LiveSession(result, reinstated, peer, now)
         if previous is not None:
-            previous[1]()
+            previous.reinstated()
 
-    def live_sessions(self) -> list[LoginResult]:
+    def live_sessions(self) -> list["LiveSession"]:
         """The sessions open now (for the management API)."""
-        return [result for result, _ in self._sessions.values()]
+        return list(self._sessions.values())
 
     def session_ended(self, result: LoginResult) -> None:
         self._live_tsihs.discard(result.tsih)
         key = _session_key(result)
-        if (entry := self._sessions.get(key)) is not None and entry[0] is result:
+        if (entry := self._sessions.get(key)) is not None and entry.login is result:
             del self._sessions[key]
 
     # SessionServices -----------------------------------------------------------------

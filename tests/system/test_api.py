@@ -14,6 +14,7 @@ from isns_server.isnsp.constants import ScnBitmap
 from isns_server.isnsp.messages import PortNumber
 
 from ..conftest import ADMIN
+from ..initiator import RawInitiator
 from ..peers import require
 from ..processes import OurServer, free_port, isnsadm, wait_for_port
 from .test_notifications import UdpClientPort, expect_scn, subscribe
@@ -102,6 +103,12 @@ async def zone_through_the_api(
         assert audit["items"][0]["after"]["name"] == "prod"
         ready = await http.get("/readyz")
         assert ready.status == 200
+        with RawInitiator(portal_port) as initiator:
+            initiator.enter_full_feature(("InitiatorName", I1), ("SessionType", "Discovery"))
+            sessions = await (await http.get("/api/v1/sessions", headers=headers)).json()
+        (session,) = sessions["items"]
+        assert (session["initiator"], session["type"], session["target"]) == (I1, "discovery", None)
+        assert session["peer"].startswith("127.0.0.1:") and session["header_digest"] == "None"
 
     # Durable with the registry: both survive a restart.
     our_server.stop()

@@ -88,10 +88,14 @@ def test_peer_ip_reads_peer_text() -> None:
     assert peer_ip(LAN.with_prefixlen) is None
 
 
-def test_the_servers_own_listen_addresses_count_as_control_networks() -> None:
-    """The in-process discovery agent connects to isns.listen[0], from that address."""
-    config = parse_config("isns: {listen: ['10.0.0.5:3205', '0.0.0.0:3206']}")
-    networks = control_networks(config)
-    assert any(ip_address("10.0.0.5") in n for n in networks)
-    assert any(ip_address("127.0.0.1") in n for n in networks)
-    assert not any(ip_address("10.0.0.6") in n for n in networks)
+def test_the_in_process_discovery_agent_may_connect_from_isns_listen() -> None:
+    """It connects to isns.listen[0], from that address: trusted when it runs."""
+    listen = "isns: {listen: ['10.0.0.5:3205', '10.0.0.6:3206']}\n"
+    with_agent = control_networks(parse_config(listen + "slp: {enabled: true}"))
+    without = control_networks(
+        parse_config(listen + "slp: {enabled: false}\nmdns: {enabled: false}")
+    )
+    assert any(ip_address("10.0.0.5") in n for n in with_agent)
+    assert not any(ip_address("10.0.0.6") in n for n in with_agent)
+    assert not any(ip_address("10.0.0.5") in n for n in without)
+    assert any(ip_address("127.0.0.1") in n for n in without)
