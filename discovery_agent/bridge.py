@@ -11,6 +11,10 @@ One session, repeated after any failure with a growing pause:
    costs one query per object. A keepalive query every third of the Registration
    Period keeps our entity alive; a server that refuses management SCNs gets a full
    re-read at that pace instead, with a warning.
+5. resynchronise: SCNs carry no sequence number, and a server drops the oldest of a
+   recipient's SCNs when they pile up (ours beyond 100), so after a burst large enough
+   for that, once it has settled, and every FULL_READ_INTERVAL anyway, the registry is
+   read whole again; the mirror then changes only what differs.
 """
 
 import asyncio
@@ -31,7 +35,7 @@ from . import registry_queries as queries
 from .catalog import Domain, Node
 from .mirror import RegistryMirror
 from .registry_queries import RegistryRefusal, Request
-from .scn import Pending, ScnFormatError, parse_scn, scn_response
+from .scn import BurstWatch, Pending, ScnFormatError, parse_scn, scn_response
 from .slp.agent import DirectoryAgent, TargetDeregistration, TargetRegistration
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ CONCURRENT_QUERIES = 32  # queries in flight on the connection during a re-read
 MAX_SCN_CONNECTIONS = 8
 MAX_SCN_MESSAGE = 1 << 20
 MAX_ADDED_PORTALS = 4096
+FULL_READ_INTERVAL = 600.0  # seconds between full re-reads that catch any SCN lost
 
 
 class _Forgotten(Exception):
@@ -69,6 +74,7 @@ class RegistryBridge:
         self.clock = clock
         self.on_registry_read = on_registry_read  # after every full read
         self._pending = Pending()
+        self._bursts = BurstWatch()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: IsnsClient | None = None
@@ -173,22 +179,33 @@ class RegistryBridge:
 
     async def _follow(self, client: IsnsClient, subscribed: bool, period: int) -> None:
         lost = asyncio.ensure_future(client.wait_disconnected())
+        now = self.clock()
+        keepalive_at, reread_at = now + max(1.0, period / 3), now + FULL_READ_INTERVAL
         try:
             while True:
-                interval = max(1.0, period / 3)
+                deadline = min(keepalive_at, reread_at, self._bursts.settles_at())
                 woken = asyncio.ensure_future(self._wake.wait())
                 done, _ = await asyncio.wait(
-                    {woken, lost}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                    {woken, lost},
+                    timeout=max(0.0, deadline - self.clock()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 woken.cancel()
                 if lost in done:
                     raise IsnsClientError("it closed the connection")
                 self._wake.clear()
-                if not done:
+                now = self.clock()
+                if now >= keepalive_at:
                     period = await self._keepalive(client)
+                    keepalive_at = now + max(1.0, period / 3)
                     if not subscribed:
                         self._pending.resync()
+                if now >= reread_at or self._bursts.settled(now):
+                    self._pending.resync()  # SCNs may have been dropped: read it all
                 await self._bridge_target_changes(client)
+                if self._pending.everything:
+                    reread_at = now + FULL_READ_INTERVAL
+                    self._bursts.reset()
                 if self._pending:
                     await self._apply(client, self._pending.take())
         finally:
@@ -373,6 +390,7 @@ class RegistryBridge:
                 return response(message, Status.MESSAGE_FORMAT_ERROR)
             log.debug("SCN from %s: %s", self.where, change.events)
             self._pending.add(change)
+            self._bursts.arrived(self.clock())
             self._wake.set()
             return scn_response(message, change.destination)
         if message.function == FunctionId.ESI:

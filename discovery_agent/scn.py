@@ -8,6 +8,7 @@ puts its own Source attribute before the destination, so the destination is the 
 iSCSI Name before the Timestamp. `Pending` turns SCNs into the objects to read again.
 """
 
+import math
 from dataclasses import dataclass, field
 
 from isns_server.isnsp.constants import ScnBitmap, Status, Tag
@@ -16,6 +17,10 @@ from isns_server.isnsp.messages import Attribute, Message, response
 # Objects awaiting a re-read beyond which one full re-read of the registry is cheaper,
 # and the most a flood of SCNs can make the bridge remember.
 MAX_PENDING = 1024
+# SCNs each within BURST_GAP seconds of the one before: a burst. One of BURST_SIZE or
+# more may have overflowed the server's queue for us (ours holds 100 per recipient).
+BURST_GAP = 1.0
+BURST_SIZE = 64
 
 
 class ScnFormatError(Exception):
@@ -114,3 +119,34 @@ class Pending:
             understood = True
         if not understood:  # a portal, a PG or something newer: re-read it all
             self.resync()
+
+
+@dataclass(slots=True)
+class BurstWatch:
+    """Tells when SCNs may have been lost. A server drops the oldest SCNs queued for a
+    recipient that cannot keep up, and says nothing (RFC 4171 SCNs carry no sequence
+    number); the ones still delivered then come back to back, a run of at least the
+    queue's length. After such a run has settled (`settled`), the registry is read
+    whole again. `now` is passed in."""
+
+    gap: float = BURST_GAP
+    size: int = BURST_SIZE
+    _run: int = 0
+    _last: float = -math.inf
+
+    def arrived(self, now: float) -> None:
+        if now - self._last > self.gap:
+            self._run = 0
+        self._run += 1
+        self._last = now
+
+    def settles_at(self) -> float:
+        """When a large burst will have settled; infinity when there is none."""
+        return self._last + self.gap if self._run >= self.size else math.inf
+
+    def settled(self, now: float) -> bool:
+        return now >= self.settles_at()
+
+    def reset(self) -> None:
+        """The registry has been read whole: what came before is covered."""
+        self._run = 0

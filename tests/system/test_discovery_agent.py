@@ -449,3 +449,85 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
     finally:
         sa.close()
         await isns.close()
+
+
+BURST_TARGETS, BURST_CONNECTIONS = 3000, 8
+
+
+def burst_target(n: int) -> tuple[str, Attribute, tuple[Attribute, ...]]:
+    """Target n's name, entity and registration: one entity and loopback portal each."""
+    name = f"{PREFIX}burst-{n:04}"
+    portal = IPv4Address("127.1.0.0") + n
+    return (
+        name,
+        Attribute(Tag.ENTITY_IDENTIFIER, f"burst-{n:04}"),
+        (
+            Attribute(Tag.ENTITY_IDENTIFIER, f"burst-{n:04}"),
+            Attribute(Tag.PORTAL_IP_ADDRESS, portal),
+            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(3260)),
+            Attribute(Tag.ISCSI_NAME, name),
+            Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
+        ),
+    )
+
+
+async def in_bursts(port: int, numbers: range, deregister: bool = False) -> None:
+    """Register (or deregister) targets `numbers` over BURST_CONNECTIONS connections at
+    once, each keeping 16 requests in flight."""
+
+    async def one_connection(mine: range) -> None:
+        async with await IsnsClient.connect("127.0.0.1", port) as isns:
+            for start in range(0, len(mine), 16):
+                calls = []
+                for n in mine[start : start + 16]:
+                    name, entity, registration = burst_target(n)
+                    source = Attribute(Tag.ISCSI_NAME, name)
+                    if deregister:
+                        calls.append(isns.call(FunctionId.DEV_DEREG, source, operating=(entity,)))
+                    else:
+                        calls.append(isns.call(FunctionId.DEV_ATTR_REG, source, (), registration))
+                answers = await asyncio.gather(*calls)
+                assert all(a.status == Status.SUCCESSFUL for a in answers)
+
+    await asyncio.gather(
+        *(one_connection(numbers[i::BURST_CONNECTIONS]) for i in range(BURST_CONNECTIONS))
+    )
+
+
+async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
+    our_server: OurServer,
+) -> None:
+    """Issue 12 item 7: SCNs that piled up were dropped and the agent never caught up
+    (1,102 of 3,000 listed, unchanged ten seconds later)."""
+    port = free_port()
+    our_server.configure(slp=slp_settings(port))
+    our_server.start()
+    sa = SlpUserAgent(port, timeout=10.0)
+
+    def listed() -> int:
+        reply = sa.tcp(SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",)))
+        assert isinstance(reply, SrvRply)
+        return sum(f"{PREFIX}burst-" in entry.url for entry in reply.url_entries)
+
+    try:
+        eventually(lambda: sa.tcp(SrvRqst(service_type="service:iscsi:sms")), lambda _: True)
+        loop = asyncio.get_running_loop()
+        for numbers, deregister, expected in [
+            (range(BURST_TARGETS), False, BURST_TARGETS),
+            (range(0, BURST_TARGETS, 3), True, BURST_TARGETS - len(range(0, BURST_TARGETS, 3))),
+        ]:
+            started = time.monotonic()
+            await in_bursts(our_server.port, numbers, deregister)
+            sent = time.monotonic()
+            found = await loop.run_in_executor(
+                None, lambda n=expected: eventually(listed, lambda f: f == n, timeout=60.0)
+            )
+            assert found == expected
+            print(f"{len(numbers)} {'de' if deregister else ''}registrations in "
+                  f"{sent - started:.1f} s; SLP lists {found} targets "
+                  f"{time.monotonic() - sent:.1f} s later")  # fmt: skip
+    except AssertionError:
+        print(our_server.log()[-20000:])
+        raise
+    finally:
+        sa.close()

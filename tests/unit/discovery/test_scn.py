@@ -1,10 +1,13 @@
 """SCN messages as RFC 4171 5.6.5.8 lays them out (and as open-isns sends them), and what
 the bridge reads again because of them."""
 
+import math
+
 import pytest
 
 from discovery_agent.scn import (
     MAX_PENDING,
+    BurstWatch,
     Event,
     Pending,
     ScnFormatError,
@@ -121,3 +124,20 @@ def test_anything_unrecognised_or_a_flood_means_one_full_read() -> None:
     pending.add(change(*flood))
     taken = pending.take()
     assert taken.everything and not taken.nodes  # bounded memory, one re-read
+
+
+def test_a_burst_large_enough_to_lose_scns_asks_for_a_full_read_once_settled() -> None:
+    watch = BurstWatch(gap=1.0, size=64)
+    for n in range(63):
+        watch.arrived(n * 0.5)  # back to back, but not enough to overflow a queue
+    assert watch.settles_at() == math.inf and not watch.settled(100.0)
+    watch.arrived(31.5)
+    assert watch.settles_at() == 32.5
+    assert not watch.settled(32.0)  # still going
+    watch.arrived(32.0)
+    assert not watch.settled(32.5) and watch.settled(33.0)
+    watch.reset()  # the full read covers it
+    assert not watch.settled(100.0)
+    for n in range(100):
+        watch.arrived(200.0 + n * 2.0)  # spread out: each SCN alone, nothing piles up
+    assert watch.settles_at() == math.inf
