@@ -2,6 +2,9 @@
 SLP on loopback, registrations allowed from 127.0.0.1 only, the attacker on 127.0.0.2."""
 
 import asyncio
+import contextlib
+import random
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -10,9 +13,19 @@ from typing import Any
 
 import pytest
 
-from discovery_agent.slp.codec import build_message, parse_message
+from discovery_agent.slp.codec import build_message, message_length, parse_message
 from discovery_agent.slp.constants import CONFIG_MTU, ErrorCode, Flags
-from discovery_agent.slp.messages import SrvAck, SrvDeReg, SrvReg, SrvRply, SrvRqst, UrlEntry
+from discovery_agent.slp.messages import (
+    AttrRqst,
+    DAAdvert,
+    SrvAck,
+    SrvDeReg,
+    SrvReg,
+    SrvRply,
+    SrvRqst,
+    SrvTypeRqst,
+    UrlEntry,
+)
 from isns_server.client import IsnsClient
 from isns_server.isnsp.constants import FunctionId, Status, Tag
 from isns_server.isnsp.messages import Attribute
@@ -168,3 +181,127 @@ def test_registrations_refused_from_outside_over_multicast_and_when_malformed(
     finally:
         sa.close()
         attacker.close()
+
+
+def test_an_error_reply_to_a_malformed_language_tag_says_en_and_parses(slp_port: int) -> None:
+    # Issue 12 item 8: the tag came back as sent, up to the MTU, and our parser refused it.
+    ua = SlpUserAgent(slp_port)
+    try:
+        eventually(lambda: ua.unicast(QUESTION), lambda reply: reply is not None)
+        for tag in ("x" * 1300, "en_GB", "en-" * 300):
+            request = ua.stamp(replace(QUESTION, language=tag))
+            (reply,) = ua.exchange_udp(build_message(request))
+            answer = parse_message(reply)
+            assert isinstance(answer, SrvRply) and answer.xid == request.xid
+            assert (answer.error_code, answer.language) == (ErrorCode.LANGUAGE_NOT_SUPPORTED, "en")
+            assert len(reply) == 16 + 2 + 2  # header with "en", code, URL entry count 0
+        assert isinstance(ua.unicast(QUESTION), SrvRply)  # and others are served as before
+    finally:
+        ua.close()
+
+
+# A bounded mutation fuzzer (issue 12 item 10): valid messages of every kind, mutated with
+# a fixed seed, against the running agent over UDP and TCP.
+
+FUZZ_CASES, FUZZ_SEED = 2000, 20261202
+
+
+def fuzz_seeds() -> list[bytes]:
+    target_url = registration(7).url_entry.url
+    return [
+        build_message(message)
+        for message in (
+            QUESTION,
+            replace(QUESTION, pr_list=("127.0.0.9", "192.0.2.1"), flags=Flags.REQUEST_MCAST),
+            SrvRqst(service_type="service:directory-agent", scopes=("DEFAULT",)),
+            SrvRqst(service_type="service:iscsi:target", predicate="(&(a=1)(!(b=*x*)))"),
+            registration(7),
+            SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(target_url, 0), tag_list=("alias",)),
+            AttrRqst(url=target_url, scopes=("DEFAULT",), tag_list=("iscsi-*",)),
+            SrvTypeRqst(naming_authority=None, scopes=("DEFAULT",)),
+            SrvTypeRqst(naming_authority="x-corp", scopes=("DEFAULT",)),
+            SrvAck(error_code=ErrorCode.OK),
+            DAAdvert(boot_timestamp=1, url="service:directory-agent://127.0.0.9", scopes=("x",)),
+        )
+    ]
+
+
+def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
+    data = bytearray(rng.choice(seeds))
+    for _ in range(rng.randint(1, 3)):
+        where = rng.randrange(len(data)) if data else 0
+        match rng.randrange(7):
+            case 0:  # flip a bit
+                if data:
+                    data[where] ^= 1 << rng.randrange(8)
+            case 1:  # an interesting byte
+                if data:
+                    data[where] = rng.choice((0, 1, 0x7F, 0x80, 0xFF, ord(","), ord("\\")))
+            case 2:  # cut short
+                del data[where:]
+            case 3:  # bytes added
+                data[where:where] = rng.randbytes(rng.randint(1, 40))
+            case 4:  # a length field (header, language tag or a string) made up
+                at = rng.choice((2, 12, where))
+                data[at : at + 2] = rng.randbytes(2)
+            case 5:  # a slice repeated
+                data[where:where] = data[where : where + rng.randint(1, 64)] * rng.randint(1, 8)
+            case _:  # the header's length field told the truth again
+                if len(data) >= 5:
+                    data[2:5] = len(data).to_bytes(3, "big")
+    return bytes(data)
+
+
+def test_mutated_messages_over_udp_and_tcp_leave_the_agent_serving(our_server: OurServer) -> None:
+    port = free_port()
+    our_server.configure(
+        slp=slp_settings(
+            port, trusted_networks=["127.0.0.1/32"], rate_limit=100_000, rate_burst=100_000
+        )
+    )
+    our_server.start()
+    rng = random.Random(FUZZ_SEED)
+    seeds = fuzz_seeds()
+    ua, fresh = SlpUserAgent(port, timeout=0.0), SlpUserAgent(port)
+    replies: list[bytes] = []
+    try:
+        eventually(lambda: fresh.unicast(QUESTION), lambda reply: reply is not None)
+        for n in range(FUZZ_CASES):
+            ua.udp.sendto(mutate(rng, seeds), ("127.0.0.1", port))
+            if n % 50 == 49:
+                replies += ua.exchange_udp(b"", wait=0.05)  # drain, a little at a time
+        for _ in range(FUZZ_CASES):
+            replies += tcp_exchange(port, mutate(rng, seeds))
+        replies += ua.exchange_udp(b"", wait=0.2)
+        # Every reply the agent sent parses (an error reply for a message it could read).
+        for reply in replies:
+            parse_message(reply)
+        log = our_server.log()
+        assert "Traceback" not in log and our_server.process is not None
+        assert our_server.process.poll() is None
+        assert isinstance(fresh.unicast(QUESTION), SrvRply)  # a client is served after it all
+        assert isinstance(fresh.tcp(QUESTION), SrvRply)
+        print(f"SLP fuzz: {2 * FUZZ_CASES} mutated messages, {len(replies)} replies, all parsed")
+    except AssertionError:
+        print(our_server.log()[-20000:])
+        raise
+    finally:
+        ua.close()
+        fresh.close()
+
+
+def tcp_exchange(port: int, data: bytes) -> list[bytes]:
+    """`data` on a fresh connection, then our side closed; the replies, split by length."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as stream:
+        stream.sendall(data)
+        stream.shutdown(socket.SHUT_WR)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stream.recv(65536):
+                received += chunk
+    replies = []
+    while (length := message_length(received[:5])) is not None and len(received) >= length:
+        replies.append(received[:length])
+        received = received[length:]
+    assert received == b""  # whole replies only
+    return replies
