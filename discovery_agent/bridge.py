@@ -47,7 +47,7 @@ CONCURRENT_QUERIES = 32  # queries in flight on the connection during a re-read
 MAX_SCN_CONNECTIONS = 8
 MAX_SCN_MESSAGE = 1 << 20
 MAX_ADDED_PORTALS = 4096
-FULL_READ_INTERVAL = 600.0  # seconds between full re-reads that catch any SCN lost
+FULL_READ_INTERVAL = 3600.0  # seconds between full re-reads, for an SCN lost otherwise
 
 
 class _Forgotten(Exception):
