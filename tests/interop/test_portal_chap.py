@@ -29,7 +29,9 @@ def test_discovery_and_target_chap_one_way_and_mutual(
         discovery_chap={"user": "disco", "secret": "discosecret123"},
         discovery_mutual_chap={"user": "portal", "secret": "portalsecret123"},
     )
+    # Failed logins from one address are one WARNING a minute; DEBUG has each of them.
     our_server.configure(
+        log_level="debug",
         targets=[
             {
                 "name": TARGET,

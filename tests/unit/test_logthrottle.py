@@ -13,16 +13,18 @@ def throttle() -> LogThrottle:
 def test_first_line_per_key_and_interval_logged_rest_counted(
     throttle: LogThrottle, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "test.throttle")
+    caplog.set_level(logging.DEBUG, "test.throttle")
     assert throttle.warning("a", 0.0, "login failed from %s", "a")
     assert not throttle.warning("a", 1.0, "login failed from %s", "a")
     assert not throttle.warning("a", 9.9, "login failed from %s", "a")
     assert throttle.warning("b", 2.0, "login failed from %s", "b")
     assert throttle.warning("a", 10.0, "login failed from %s", "a")
-    assert [r.getMessage() for r in caplog.records] == [
-        "login failed from a",
-        "login failed from b",
-        "login failed from a (and 2 more like it in the previous 10 s)",
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "login failed from a"),
+        (logging.DEBUG, "login failed from a"),
+        (logging.DEBUG, "login failed from a"),
+        (logging.WARNING, "login failed from b"),
+        (logging.WARNING, "login failed from a (and 2 more like it in the previous 10 s)"),
     ]
 
 
