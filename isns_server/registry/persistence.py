@@ -90,20 +90,71 @@ def _restore(records: Iterable[tuple[StoredRef, Record]]) -> Database:
         else:
             later.setdefault(kind, []).append(record)
     for record in later.get("dd", ()):
-        dd = db.add_dd(record["id"], record["name"], record["features"], journal)
-        for name, index in record["nodes"]:
-            node = db.nodes.get(name)
-            db.add_dd_node(dd, node.name if node else name, journal, index)
-        for address, port, udp, index in record["portals"]:
-            db.add_dd_portal(dd, portal_key(_ip(address), _port([port, udp])), journal, index)
+        _restore_dd(db, record, journal)
     for record in later.get("dds", ()):
-        dds = db.add_dds(record["id"], record["name"], record["status"], journal)
-        for dd_id in record["dds"]:
-            if dd_id in db.dds:
-                db.add_dds_member(dds, db.dds[dd_id], journal)
+        _restore_dds(db, record, journal)
     saved = later.get(COUNTERS[0], [{}])[-1]
     db.counters = {name: max(saved.get(name, 1), used + 1) for name, used in _highest(db).items()}
     return db
+
+
+def apply_records(db: Database, records: Iterable[tuple[StoredRef, Record | None]]) -> set[str]:
+    """Make `db` hold `records` (None: that object is gone), as another server that
+    shares the store wrote them; everything else stays. The EIDs touched are returned.
+
+    All the old objects go before any new one is built: a portal that moved from one
+    entity to another in the same change is then free when the second is restored. A DD
+    keeps the DD sets it was in unless their own records come too.
+    """
+    journal = _Unrecorded()
+    items = list(records)
+    eids: set[str] = set()
+    sets_of: dict[int, set[int]] = {}
+    for (kind, ident), _ in items:
+        if kind == "entity" and isinstance(ident, str):
+            eids.add(ident)
+            if ident in db.entities:
+                db.remove_entity(db.entities[ident], journal)
+        elif kind == "dd" and isinstance(ident, int) and ident in db.dds:
+            sets_of[ident] = set(db.dd_sets.get(ident, ()))
+            db.remove_dd(db.dds[ident], journal)
+        elif kind == "dds" and isinstance(ident, int) and ident in db.ddss:
+            db.remove_dds(db.ddss[ident], journal)
+    order = {"entity": 0, "dd": 1, "dds": 2}
+    for (kind, ident), record in sorted(items, key=lambda item: order.get(item[0][0], 3)):
+        if record is None:
+            continue
+        if kind == "entity":
+            _restore_entity(db, record, journal)
+        elif kind == "dd":
+            dd = _restore_dd(db, record, journal)
+            for dds_id in sets_of.get(dd.id, ()):
+                if dds_id in db.ddss:
+                    db.add_dds_member(db.ddss[dds_id], dd, journal)
+        elif kind == "dds":
+            _restore_dds(db, record, journal)
+        elif (kind, ident) == COUNTERS:
+            db.counters = {
+                name: max(db.counters.get(name, 1), value) for name, value in record.items()
+            }
+    return eids
+
+
+def _restore_dd(db: Database, record: Record, journal: Journal) -> DiscoveryDomain:
+    dd = db.add_dd(record["id"], record["name"], record["features"], journal)
+    for name, index in record["nodes"]:
+        node = db.nodes.get(name)
+        db.add_dd_node(dd, node.name if node else name, journal, index)
+    for address, port, udp, index in record["portals"]:
+        db.add_dd_portal(dd, portal_key(_ip(address), _port([port, udp])), journal, index)
+    return dd
+
+
+def _restore_dds(db: Database, record: Record, journal: Journal) -> None:
+    dds = db.add_dds(record["id"], record["name"], record["status"], journal)
+    for dd_id in record["dds"]:
+        if dd_id in db.dds:
+            db.add_dds_member(dds, db.dds[dd_id], journal)
 
 
 class _Unrecorded(Journal):

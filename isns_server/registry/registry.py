@@ -164,6 +164,14 @@ class Registry:
         self.liveness.db = self.db
         self.liveness.sync({*before, *self.db.entities}, now)
 
+    def apply(self, records: Iterable[tuple[StoredRef, Record | None]], now: float) -> None:
+        """Take the records another server sharing the store committed (None: the object
+        is gone): those objects are replaced, everything else stays. No SCN is due: the
+        server that made the change sends them."""
+        eids = persistence.apply_records(self.db, records)
+        self.db.scope_cache.clear()
+        self.liveness.sync(eids, now)
+
     def last_heard(self, name: str) -> int | None:
         """When node `name`'s entity last sent a message or registered (its Timestamp);
         None when it is not registered."""

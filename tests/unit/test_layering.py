@@ -29,6 +29,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     # storage
     "isns_server.store": (*LOGGING, *SHARED),
+    "isns_server.replication": ("isns_server.store", *LOGGING, *SHARED),  # the etcd store
     # shared plumbing
     "isns_server.names": (),
     "isns_server.netaddr": (),

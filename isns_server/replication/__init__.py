@@ -1,0 +1,1 @@
+"""Several isns-server replicas over one etcd cluster (docs/replication.md)."""
