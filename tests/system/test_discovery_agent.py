@@ -531,3 +531,27 @@ async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
         raise
     finally:
         sa.close()
+
+
+def test_static_registrations_with_fresh_clear_are_taken(our_server: OurServer) -> None:
+    """Issue 11 item 7: OpenSLP's slpd sends its static registrations with FRESH clear,
+    for URLs the DA has never seen; RFC 2608 9.3 would refuse them, and slpd says nothing."""
+    port = free_port()
+    our_server.configure(slp=slp_settings(port, trusted_networks=["127.0.0.1/32"]))
+    our_server.start()
+    sa = SlpUserAgent(port)
+    try:
+        for n in (1, 2):
+            static = replace(slp_registration(n, port=3270 + n), flags=SlpFlags.NONE)
+            ack = eventually(lambda static=static: sa.tcp(static), lambda _: True)
+            assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
+        listing = SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",))
+        reply = sa.tcp(listing)
+        assert isinstance(reply, SrvRply) and len(reply.url_entries) == 2
+        said = [line for line in our_server.log().splitlines() if "FRESH clear" in line]
+        assert len(said) == 1 and " INFO " in said[0] and "127.0.0.1" in said[0]  # once per SA
+    except AssertionError:
+        print(our_server.log())
+        raise
+    finally:
+        sa.close()
