@@ -3,8 +3,9 @@
     python -m tests.bench.api_load [--scale 100000] [--clients 8] [--ops 20000]
 
 1. registers --scale targets over iSNS;
-2. iSNS queries/s with --clients clients, without and then while a poller thread walks
-   /api/v1/nodes page by page (limit 1000) as fast as it is answered;
+2. iSNS queries/s with --clients clients: without API traffic, while a poller thread
+   walks /api/v1/nodes page by page (limit 1000) at --poll-rate pages a second (a
+   dashboard), and while it walks as fast as it is answered;
 3. the API's latency for a 1,000-node page (p50, p99) over full walks of the registry.
 
 Everything is on 127.0.0.1; every loop is bounded by a count and a time limit. The
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import statistics
 import tempfile
 import threading
 import time
@@ -41,8 +43,9 @@ POLL_TIME_LIMIT = 120.0  # seconds for the latency walks
 class Poller:
     """Walks /api/v1/nodes with limit=1000 in a thread until stopped; page latencies."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, interval: float = 0.0) -> None:
         self.port = port
+        self.interval = interval  # seconds between pages
         self.headers = {"Authorization": f"Bearer {token}"}
         self.latencies: list[float] = []
         self.stopped = threading.Event()
@@ -67,6 +70,7 @@ class Poller:
         try:
             cursor = self.page(connection, None)
             while cursor is not None and not self.stopped.is_set() and time.monotonic() < deadline:
+                self.stopped.wait(self.interval)
                 cursor = self.page(connection, cursor)
         finally:
             connection.close()
@@ -90,6 +94,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=100_000, help="targets registered")
     parser.add_argument("--clients", type=int, default=8, help="concurrent iSNS clients")
     parser.add_argument("--ops", type=int, default=20_000, help="iSNS queries per measurement")
+    parser.add_argument("--poll-rate", type=float, default=4.0, help="paced API pages a second")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = OurServer(Path(tmp), registration_period=3600)
@@ -108,12 +114,23 @@ def main() -> None:
             def asked(n: int) -> Message:
                 return query((n * 7919) % count)
 
-            _, alone, _ = asyncio.run(measure(server.port, asked, args.clients, args.ops))
-            poller = Poller(api_port, token)
-            poller.thread.start()
-            _, polled, _ = asyncio.run(measure(server.port, asked, args.clients, args.ops))
-            poller.stopped.set()
-            poller.thread.join()
+            def rate(poller: Poller | None) -> float:
+                if poller is not None:
+                    poller.thread.start()
+                _, answered, _ = asyncio.run(measure(server.port, asked, args.clients, args.ops))
+                if poller is not None:
+                    poller.stopped.set()
+                    poller.thread.join()
+                    pollers.append(poller)
+                return answered
+
+            # Interleaved rounds, medians: the machine's own noise moves single runs a lot.
+            pollers: list[Poller] = []
+            rates: dict[str, list[float]] = {"idle": [], "paced": [], "nonstop": []}
+            for _ in range(args.rounds):
+                rates["idle"].append(rate(None))
+                rates["paced"].append(rate(Poller(api_port, token, 1 / args.poll_rate)))
+                rates["nonstop"].append(rate(Poller(api_port, token)))
             quiet = Poller(api_port, token)
             quiet.walk(time.monotonic() + POLL_TIME_LIMIT)
             quiet.walk(time.monotonic() + POLL_TIME_LIMIT)
@@ -121,16 +138,20 @@ def main() -> None:
             server.stop()
     print(f"\n| at {args.scale:,} nodes, {args.clients} iSNS clients | value |")
     print("|---|---:|")
-    print(f"| iSNS queries/s, API idle | {alone:,.0f} |")
-    print(
-        f"| iSNS queries/s, API polled ({len(poller.latencies)} pages meanwhile) | {polled:,.0f} |"
-    )
-    print(f"| ratio polled / idle | {polled / alone:.2f} |")
+    idle = statistics.median(rates["idle"])
+    labels = {"idle": "API idle", "paced": f"API polled {args.poll_rate:g} pages/s"}
+    labels["nonstop"] = "API polled nonstop"
+    for key, label in labels.items():
+        runs = ", ".join(f"{r:,.0f}" for r in rates[key])
+        median = statistics.median(rates[key])
+        print(f"| iSNS queries/s, {label} (median of {runs}) | {median:,.0f} |")
+        if key != "idle":
+            print(f"| ratio {label} / idle | {median / idle:.2f} |")
     walked = quiet.latencies
     p50 = percentile(walked, 0.5) * 1e3
     print(f"| API page of {PAGE} nodes, p50 ms ({len(walked)} pages) | {p50:.1f} |")
     print(f"| API page of {PAGE} nodes, p99 ms | {percentile(walked, 0.99) * 1e3:.1f} |")
-    during = poller.latencies
+    during = [t for p in pollers if p.interval == 0 for t in p.latencies]
     if during:
         print(f"| API page p50 ms while iSNS is loaded | {percentile(during, 0.5) * 1e3:.1f} |")
         print(f"| API page p99 ms while iSNS is loaded | {percentile(during, 0.99) * 1e3:.1f} |")
