@@ -126,7 +126,12 @@ def parse_member(text: Any, where: str) -> Member:
     name = normalize_name(text)
     problem = iscsi_name_problem(name)
     if problem is not None:
-        raise ApiError(422, f"{where}: {text!r} is not an iSCSI name (RFC 3722): {problem}", where)
+        raise ApiError(
+            422,
+            f"{where}: {text!r} is not an iSCSI name (RFC 3722): {problem}; "
+            "a portal member is written address:port, an IPv6 address in brackets",
+            where,
+        )
     return name
 
 

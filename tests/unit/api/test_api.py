@@ -111,6 +111,7 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: Api) -> None:
         ({"name": "x", "members": [T1, "IQN.2026-11.Bad_Name"]}, 422, "members[1]"),
         ({"name": "x", "members": ["10.0.0.1:99999"]}, 422, "members[0]"),
         ({"name": "x", "members": ["10.0.0.1:3260/sctp"]}, 422, "members[0]"),
+        ({"name": "x", "members": ["fe80::1:3260"]}, 422, "members[0]"),  # no brackets
         ({"name": "x", "members": [7]}, 400, "members[0]"),
         ({"name": "x", "members": "iqn"}, 400, "members"),
         ({"name": 5}, 400, "name"),
