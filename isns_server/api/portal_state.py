@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..config import Config
 from ..isnsp.messages import PortNumber
+from ..registry.objects import normalize_name
 from ..target.server import PortalServer
 from .context import Json, PortalState
 from .views import portal_text
@@ -18,24 +19,30 @@ def portal_state(config: Config, portal: Callable[[], PortalServer | None]) -> P
         server = portal()
         if server is None or server.directory is None:
             return []
-        portals = [portal_text(p.address, PortNumber(p.port)) for p in server.directory.portals]
-        return [
-            {
-                "name": target.name,
-                "alias": target.alias,
-                "portals": portals,
-                "luns": [
+        directory = server.directory
+        portals = [portal_text(p.address, PortNumber(p.port)) for p in directory.portals]
+        found = []
+        for target in config.targets:
+            local = directory.targets.get(normalize_name(target.name))
+            units = local.scsi.units if local is not None else {}
+            luns = []
+            for lun in target.luns:
+                unit = units.get(lun.lun)
+                # The size the LUN has now (a rescan may have grown it; 0 in the file
+                # means "the file's size").
+                size = unit.state.backstore.size if unit is not None else lun.size
+                luns.append(
                     {
                         "lun": lun.lun,
                         "path": str(lun.path),
-                        "size": lun.size,
+                        "size": size,
                         "read_only": lun.read_only,
                     }
-                    for lun in target.luns
-                ],
-            }
-            for target in config.targets
-        ]
+                )
+            found.append(
+                {"name": target.name, "alias": target.alias, "portals": portals, "luns": luns}
+            )
+        return found
 
     def sessions() -> list[Json]:
         server = portal()

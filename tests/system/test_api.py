@@ -22,7 +22,7 @@ from .test_notifications import UdpClientPort, expect_scn, subscribe
 pytestmark = pytest.mark.interop
 
 PREFIX = "iqn.2026-11.org.example.test:"
-REMOTE, I1, I2 = PREFIX + "remote", PREFIX + "i1", PREFIX + "i2"
+REMOTE, LOCAL, I1, I2 = (PREFIX + name for name in ("remote", "local", "i1", "i2"))
 
 
 def start_with_api(server: OurServer, **api: object) -> tuple[str, dict[str, str]]:
@@ -62,6 +62,8 @@ async def zone_through_the_api(
     our_server: OurServer, tmp_path: Path, client_port: UdpClientPort
 ) -> None:
     portal_port = our_server.enable_portal()
+    disk = {"lun": 0, "path": str(tmp_path / "disk.img"), "size": "1MiB"}
+    our_server.configure(targets=[{"name": LOCAL, "luns": [disk]}])
     our_server.settings["isns"]["default_dd"] = False  # type: ignore[index]
     url, headers = start_with_api(our_server)
     program = require("isnsadm")
@@ -106,6 +108,8 @@ async def zone_through_the_api(
         with RawInitiator(portal_port) as initiator:
             initiator.enter_full_feature(("InitiatorName", I1), ("SessionType", "Discovery"))
             sessions = await (await http.get("/api/v1/sessions", headers=headers)).json()
+        local = await (await http.get("/api/v1/targets", headers=headers)).json()
+        assert [(t["name"], t["luns"][0]["size"]) for t in local["items"]] == [(LOCAL, 1 << 20)]
         (session,) = sessions["items"]
         assert (session["initiator"], session["type"], session["target"]) == (I1, "discovery", None)
         assert session["peer"].startswith("127.0.0.1:") and session["header_digest"] == "None"
