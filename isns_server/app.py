@@ -17,15 +17,17 @@ from .api import ApiServer, build_app
 from .api.audit import AUDIT, AuditLog
 from .api.auth import load_tokens
 from .api.context import ApiContext
+from .api.event_hub import EventHub
 from .api.portal_state import portal_state
 from .api.writes import API_SOURCE, Planner, Writer
 from .config import Config
 from .config.schema import SlpSection
 from .isnsp.constants import Status
 from .isnsp.messages import Message
+from .metrics import Metrics
 from .registry import Policy, Registry
 from .service import Dispatcher, IsnsService
-from .store import Record, Ref, Store, StoreError, check_writable, open_store
+from .store import Record, Ref, SqliteStore, Store, StoreError, check_writable, open_store
 from .target.registration import RegistryCall
 from .target.server import PortalServer
 
@@ -43,10 +45,15 @@ class Application:
         self.portal: PortalServer | None = None
         self.discovery: DiscoveryAgentService | None = None
         self.api: ApiServer | None = None
+        self.metrics = Metrics()  # the one registry of every metric (/metrics)
+        self.events = EventHub()  # committed changes for /api/v1/events
+        self._read_metrics_from_components()
 
     async def start(self) -> None:
         config = self.config
         self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
+        if isinstance(self.store, SqliteStore):
+            self.store.on_batch_written(self.metrics.store.batch_written)
         policy = Policy(
             default_dd=config.isns.default_dd,
             control_nodes=frozenset(config.isns.control_nodes)
@@ -78,14 +85,29 @@ class Application:
             )
         try:
             if config.isns.enabled:
-                self.isns = IsnsService(self.registry, self.store, config.isns)
+                self.isns = IsnsService(
+                    self.registry,
+                    self.store,
+                    config.isns,
+                    metrics=self.metrics.isns,
+                    on_committed=self.events.publish,
+                )
                 await self.isns.start()
             dispatcher = (
-                self.isns.dispatcher if self.isns else Dispatcher(self.registry, self.store)
+                self.isns.dispatcher
+                if self.isns
+                else Dispatcher(
+                    self.registry,
+                    self.store,
+                    metrics=self.metrics.isns,
+                    on_committed=self.events.publish,
+                )
             )
             await apply_configured_domains(config, self.registry, dispatcher)
             if config.portal.enabled:
-                self.portal = PortalServer(config, self.registry, registry_call(dispatcher))
+                self.portal = PortalServer(
+                    config, self.registry, registry_call(dispatcher), self.metrics.portal
+                )
                 await self.portal.start()
                 # SIGHUP after growing a LUN's file or device: the LUNs take the new size
                 asyncio.get_running_loop().add_signal_handler(
@@ -119,9 +141,27 @@ class Application:
             audit,
             portal_state(config, lambda: self.portal),
             self._readiness,
+            self.events,
+            self.metrics.registry,
         )
         tokens = load_tokens(config.api, config.data_dir)
         return ApiServer(config.api, build_app(context, tokens, config.api.max_body_size))
+
+    def _read_metrics_from_components(self) -> None:
+        """What /metrics reads at scrape time from whichever components are running."""
+        sources = self.metrics.sources
+        sources.registry = lambda: self.registry
+        sources.scn_queued = lambda: self.isns.notifier.queued() if self.isns else 0
+        portal = portal_state(self.config, lambda: self.portal)
+        sources.session_types = lambda: [session["type"] for session in portal.sessions()]
+        sources.logins = lambda: (
+            self.portal.settings.login_outcomes if self.portal and self.portal.settings else {}
+        )
+        sources.slp = lambda: (
+            self.discovery.transport.agent.counters
+            if self.discovery and self.discovery.transport
+            else None
+        )
 
     async def _readiness(self) -> dict[str, str | None]:
         """What /readyz reports: the store takes writes, every enabled listener is bound."""

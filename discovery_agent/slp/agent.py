@@ -24,9 +24,9 @@ import ipaddress
 import logging
 import math
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Literal, NamedTuple, TypeVar
 
@@ -113,6 +113,15 @@ class AgentSettings:
             raise ValueError("advert_period must be positive")
         if not 0 < self.registry_lifetime <= _MAX_COUNT:
             raise ValueError("registry_lifetime must be 1..65535 seconds")
+
+
+@dataclass(slots=True)
+class AgentCounters:
+    """Plain counts for monitoring (read by the server's metrics at scrape time)."""
+
+    requests: Counter[str] = field(default_factory=Counter)  # by message type; "invalid"
+    truncated_replies: int = 0  # OVERFLOW set, or not sent for the MTU
+    rate_limited: int = 0  # UDP datagrams dropped by the per-source token bucket
 
 
 class Heartbeat(NamedTuple):
@@ -287,6 +296,7 @@ class DirectoryAgent:
             max_entries_per_source=settings.max_registrations_per_source,
         )
         self._buckets = TokenBuckets(settings.rate, settings.burst, settings.max_tracked_sources)
+        self.counters = AgentCounters()
         self._next_advert = math.inf
         # Bounded so a caller that never drains cannot make it grow without end.
         self._target_changes: deque[TargetChange] = deque(maxlen=max(1, settings.max_registrations))
@@ -357,12 +367,15 @@ class DirectoryAgent:
         address = source[0]
         # TCP needs a handshake, so its source cannot be spoofed into a reflection target.
         if via != "tcp" and not self._buckets.allow(address, now):
+            self.counters.rate_limited += 1
             return []
         try:
             message = parse_message(data)
         except SlpParseError as error:
+            self.counters.requests["invalid"] += 1
             reply = None if via == "multicast" else build_error_reply(error)
             return self._transmit(reply, via)
+        self.counters.requests[type(message).__name__] += 1
         request = _Request(
             address=address,
             multicast=via == "multicast" or bool(message.flags & Flags.REQUEST_MCAST),
@@ -372,6 +385,8 @@ class DirectoryAgent:
         answer = self._answer(message, request)
         if answer is None or (request.multicast and _says_nothing(answer)):
             return []
+        if answer.flags & Flags.OVERFLOW:
+            self.counters.truncated_replies += 1
         return self._transmit(build_message(answer), via)
 
     @property
@@ -410,7 +425,10 @@ class DirectoryAgent:
 
     def _transmit(self, datagram: bytes | None, via: Via) -> list[bytes]:
         # The last word on RFC 2608 6.1 and on amplification: no UDP reply beyond the MTU.
-        if datagram is None or (via != "tcp" and len(datagram) > self.settings.mtu):
+        if datagram is None:
+            return []
+        if via != "tcp" and len(datagram) > self.settings.mtu:
+            self.counters.truncated_replies += 1
             return []
         return [datagram]
 

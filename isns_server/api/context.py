@@ -2,13 +2,15 @@
 portal's live state and the readiness checks; set on the aiohttp app under CONTEXT."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from ..registry import Registry
 from .audit import AuditLog
+from .event_hub import EventHub
 from .writes import Planner, Writer
 
 Json = dict[str, Any]
@@ -32,6 +34,8 @@ class ApiContext:
     portal: PortalState
     # name -> problem (None: fine), for /readyz
     readiness: Callable[[], Awaitable[dict[str, str | None]]]
+    events: EventHub = field(default_factory=EventHub)  # for /api/v1/events
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)  # for /metrics
 
 
 CONTEXT = web.AppKey("isns_api_context", ApiContext)

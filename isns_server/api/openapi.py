@@ -245,6 +245,13 @@ def _json(schema: Schema, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _text(description: str, *media: str) -> Schema:
+    return {
+        "description": description,
+        "content": {m: {"schema": {"type": "string"}} for m in media},
+    }
+
+
 _ERROR = _json(_ref("Error"), "the request was refused; `error` says why, `field` names what")
 _QUERY_PAGE = [
     {
@@ -433,6 +440,34 @@ PATHS: dict[str, Schema] = {
             "what a DD or DD set change would do; changes nothing (a read token may ask)",
             {"200": _json(_ref("Preview"), "pairs gained and lost, sessions losing access")},
             body="ProposedChange",
+        )
+    },
+    "/api/v1/events": {
+        "get": _operation(
+            "registry changes as server-sent events (hello, change, overflow); the stream "
+            "stays open, a comment line every 15 s",
+            {"200": _text("the event stream", "text/event-stream")},
+        )
+    },
+    "/metrics": {
+        "get": _operation(
+            "Prometheus metrics, text exposition format (a read token is enough)",
+            {"200": _text("the metrics", "text/plain")},
+        )
+    },
+    "/": {
+        "get": _operation(
+            "the web page; it asks for a token and sends it with its API calls",
+            {"200": _text("the page", "text/html")},
+            secured=False,
+        )
+    },
+    "/static/{name}": {
+        "get": _operation(
+            "the web page's script and style sheet",
+            {"200": _text("the file", "text/javascript", "text/css", "text/html")},
+            [_path_param("name")],
+            secured=False,
         )
     },
 }

@@ -8,20 +8,32 @@ from aiohttp import web
 
 from ..config.schema import ApiSection, ApiTls
 from ..service.server import ListenError, listen_problem
-from . import health_routes, openapi, read_routes, write_routes, zoning_routes
+from . import (
+    events,
+    health_routes,
+    metrics_routes,
+    openapi,
+    page_routes,
+    read_routes,
+    write_routes,
+    zoning_routes,
+)
 from .auth import Tokens, auth_middleware
 from .context import CONTEXT, ApiContext
 from .errors import errors_middleware
 
 log = logging.getLogger(__name__)
 
-# One route table per concern; the web page, /api/v1/events and /metrics add theirs here.
+# One route table per concern.
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
     health_routes.routes,
     openapi.routes,
     read_routes.routes,
     write_routes.routes,
     zoning_routes.routes,
+    page_routes.routes,
+    events.routes,
+    metrics_routes.routes,
 )
 
 
@@ -35,6 +47,7 @@ def build_app(
         middlewares=[errors_middleware, auth_middleware(tokens)], client_max_size=max_body_size
     )
     app[CONTEXT] = context
+    app.on_shutdown.append(events.close_streams)
     for table in route_tables:
         app.add_routes(table)
     return app

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection
 from ..isnsp.constants import FunctionId, Status
 from ..isnsp.messages import Message, response
 from ..logthrottle import LogThrottle
+from ..metrics import IsnsMetrics
 from ..netaddr import peer_ip
 from ..registry import Notification, Ref, Registry
 from ..store import Store
@@ -50,7 +51,9 @@ Reply = Callable[[Message], None]
 
 class Dispatcher:
     """`notifier` sends the SCNs (None: they are dropped); `on_change` is called after
-    every change, for the liveness timer."""
+    every change, for the liveness timer; `on_committed` with the refs of every change
+    once it is durable (none: the registry was reloaded, anything may have changed), for
+    the API's event stream; `metrics` counts and times the requests answered."""
 
     def __init__(
         self,
@@ -59,12 +62,16 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         on_change: Callable[[], None] | None = None,
+        metrics: IsnsMetrics | None = None,
+        on_committed: Callable[[Collection[Ref]], None] | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.clock = clock
         self.notifier = notifier
         self.on_change = on_change
+        self.metrics = metrics
+        self.on_committed = on_committed
         self.heartbeats = HeartbeatMonitor()
         self.control_log = LogThrottle(log, 60.0)  # control attempts from outside networks
         store.on_write_failed(self._undo_unsaved)
@@ -78,6 +85,11 @@ class Dispatcher:
             # Responses to our ESI and SCN come back to the sockets that sent them.
             log.debug("ignored %s from %s", _function_name(message.function), peer)
             return
+        if self.metrics is not None:
+            reply = self.metrics.timed(message.function, reply)
+        self._dispatch(message, reply, peer)
+
+    def _dispatch(self, message: Message, reply: Reply, peer: str) -> None:
         refused = self.registry.control_refused(message, peer_ip(peer))
         if refused is not None:
             self.control_log.warning(
@@ -117,7 +129,7 @@ class Dispatcher:
             if done.cancelled() or (done.exception() is not None and outcome.dirty):
                 reply(response(message, Status.INTERNAL_ERROR))  # its changes were undone
             elif done.exception() is not None:
-                self.dispatch(message, reply, peer)  # answered from the registry as reloaded
+                self._dispatch(message, reply, peer)  # answered from the registry as reloaded
             else:
                 reply(answer)
 
@@ -136,18 +148,28 @@ class Dispatcher:
             pending = self.store.barrier()
         notifier = self.notifier if notifications else None
         if pending is None:
-            if notifier is not None:
-                notifier.submit(notifications)
+            self._committed(dirty, notifier, notifications)
             return None
 
         def settled(done: "asyncio.Future[None]") -> None:
             # Taking the exception here also keeps an unobserved failure (an expiry's
             # removal) out of the log: the store has logged it already.
-            if not done.cancelled() and done.exception() is None and notifier is not None:
-                notifier.submit(notifications)
+            if not done.cancelled() and done.exception() is None:
+                self._committed(dirty, notifier, notifications)
 
         pending.add_done_callback(settled)
         return pending
+
+    def _committed(
+        self,
+        dirty: Collection[Ref],
+        notifier: Notifier | None,
+        notifications: tuple[Notification, ...],
+    ) -> None:
+        if notifier is not None:
+            notifier.submit(notifications)
+        if dirty and self.on_committed is not None:
+            self.on_committed(dirty)
 
     def _undo_unsaved(self) -> None:
         """The store dropped the changes it could not save: memory goes back to its state."""
@@ -163,6 +185,8 @@ class Dispatcher:
         self.registry.reload(records, self.clock())
         if self.on_change is not None:
             self.on_change()
+        if self.on_committed is not None:
+            self.on_committed(())
 
 
 def _function_name(function: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ..isnsp.constants import status_text
 from ..isnsp.messages import address_text
+from ..metrics import IsnsMetrics
 from ..registry import EsiProbe, Notification, Ref, Registry
 from .outbound import Outbound
 
@@ -30,8 +31,10 @@ class LivenessTimer:
         commit: Commit,
         outbound: Outbound,
         clock: Callable[[], float] = time.time,
+        metrics: IsnsMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.commit = commit
         self.outbound = outbound
         self.clock = clock
@@ -78,16 +81,23 @@ class LivenessTimer:
             task.add_done_callback(self._probes.discard)
         for removal in tick.removals:
             log.warning("%s", removal.describe())
+            if self.metrics is not None:
+                self.metrics.expired.labels(removal.cause.name.lower()).inc()
         if tick.dirty or tick.notifications:
             self.commit(tick.dirty, tick.notifications)
 
     async def _probe(self, probe: EsiProbe) -> None:
         address, port = probe.destination
+        if self.metrics is not None:
+            self.metrics.esi_sent.inc()
         answer = await self.outbound.request(probe.message, address, port, probe.timeout)
         where = address_text(address, port)
+        answered = answer is not None and self.registry.esi_answered(probe, answer, self.clock())
+        if not answered and self.metrics is not None:
+            self.metrics.esi_failed.inc()
         if answer is None:
             log.debug("ESI %d to %s went unanswered", probe.attempt, where)
-        elif not self.registry.esi_answered(probe, answer, self.clock()):
+        elif not answered:
             log.warning(
                 "%s answered our ESI with status %s and attributes that do not name the "
                 "portal asked about; taken as no answer",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from ..isnsp.constants import Status, status_text
 from ..isnsp.messages import address_text
 from ..logthrottle import LogThrottle
+from ..metrics import IsnsMetrics
 from ..registry import Notification
 from .outbound import Outbound
 
@@ -43,8 +44,10 @@ class Notifier:
         pause: float = RETRY_PAUSE,
         last_heard: Callable[[str], float | None] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: IsnsMetrics | None = None,
     ) -> None:
         self.outbound = outbound
+        self.metrics = metrics
         self.retries = retries
         self.on_delivered = on_delivered  # a response from a node refreshes it (6.2.6)
         self.timeout = timeout
@@ -65,6 +68,8 @@ class Notifier:
             queue = self._queues.setdefault(recipient, deque())
             if len(queue) >= QUEUE_LIMIT:
                 queue.popleft()
+                if self.metrics is not None:
+                    self.metrics.scn_failed.labels("queue_full").inc()
                 if recipient not in self._overflowing:
                     self._overflowing.add(recipient)
                     log.warning(
@@ -77,6 +82,10 @@ class Notifier:
             queue.append((notification, self._silent_since_start(recipient)))
             if recipient not in self._workers:
                 self._workers[recipient] = asyncio.create_task(self._work(recipient))
+
+    def queued(self) -> int:
+        """SCNs waiting for delivery (not counting those being sent now)."""
+        return sum(map(len, self._queues.values()))
 
     async def close(self) -> None:
         workers = list(self._workers.values())
@@ -120,7 +129,11 @@ class Notifier:
                     )
                 if self.on_delivered is not None:
                     self.on_delivered(notification.recipient)
+                if self.metrics is not None:
+                    self.metrics.scn_sent.inc()
                 return
+        if self.metrics is not None:
+            self.metrics.scn_failed.labels("no_answer").inc()
         ports = ", ".join(address_text(*destination) for destination in notification.destinations)
         recipient = notification.recipient
         if silent_since_start:

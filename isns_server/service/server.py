@@ -6,14 +6,15 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..admission import Admission, ConnectionLimits, TcpListener
 from ..config import ListenAddress
 from ..config.schema import IsnsSection
 from ..isnsp.codec import ReassemblyBudget
+from ..metrics import IsnsMetrics
 from ..ratelimit import TokenBuckets
-from ..registry import Registry
+from ..registry import Ref, Registry
 from ..store import Store
 from .dispatcher import Dispatcher
 from .heartbeat import HeartbeatError, HeartbeatSender
@@ -62,6 +63,8 @@ class IsnsService:
         store: Store,
         settings: IsnsSection,
         clock: Callable[[], float] = time.time,
+        metrics: IsnsMetrics | None = None,
+        on_committed: Callable[[Collection[Ref]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.max_message_size = settings.max_message_size
@@ -72,9 +75,14 @@ class IsnsService:
             on_delivered=lambda name: registry.heard_from(name, clock()),
             last_heard=registry.last_heard,
             clock=clock,
+            metrics=metrics,
         )
-        self.dispatcher = Dispatcher(registry, store, clock, self.notifier)
-        self.liveness = LivenessTimer(registry, self.dispatcher.commit, self.outbound, clock)
+        self.dispatcher = Dispatcher(
+            registry, store, clock, self.notifier, metrics=metrics, on_committed=on_committed
+        )
+        self.liveness = LivenessTimer(
+            registry, self.dispatcher.commit, self.outbound, clock, metrics
+        )
         self.dispatcher.on_change = self.liveness.poke
         self.heartbeat: HeartbeatSender | None = None
         self.servers: list[TcpListener] = []

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 WriteBatch = Callable[[dict[Ref, Record | None]], None]
 Probe = Callable[[], None]  # a small real write; raises when the disk still refuses
+BatchObserver = Callable[[int, float], None]  # records in a durable batch, seconds it took
 RETRY_INTERVAL = 1.0  # seconds between probe writes while writes fail
 LOG_INTERVAL = 60.0  # seconds between log lines about the same failure
 
@@ -49,6 +50,7 @@ class GroupCommitter:
         self._waiters: list[asyncio.Future[None]] = []
         self._in_flight: asyncio.Future[None] | None = None
         self._undo: Callable[[], None] | None = None
+        self._written: BatchObserver | None = None
         self.retry_interval = retry_interval
         self._clock = clock
         self._throttle = LogThrottle(log, log_interval)
@@ -63,6 +65,10 @@ class GroupCommitter:
 
     def on_write_failed(self, undo: Callable[[], None]) -> None:
         self._undo = undo
+
+    def on_batch_written(self, observer: BatchObserver) -> None:
+        """Call `observer` on the event loop after each batch is durable (for metrics)."""
+        self._written = observer
 
     def submit(self, changes: Changes) -> "asyncio.Future[None]":
         self._pending.update(changes)  # a later change to the same object replaces the earlier
@@ -80,14 +86,25 @@ class GroupCommitter:
     def _start_batch(self) -> None:
         batch, waiters = self._pending, self._waiters
         self._pending, self._waiters = {}, []
+        started = time.perf_counter()
         self._in_flight = asyncio.wrap_future(self._executor.submit(self._write_batch, batch))
-        self._in_flight.add_done_callback(lambda done: self._finish(done, waiters))
+        self._in_flight.add_done_callback(
+            lambda done: self._finish(done, waiters, len(batch), started)
+        )
 
-    def _finish(self, done: "asyncio.Future[None]", waiters: list["asyncio.Future[None]"]) -> None:
+    def _finish(
+        self,
+        done: "asyncio.Future[None]",
+        waiters: list["asyncio.Future[None]"],
+        records: int,
+        started: float,
+    ) -> None:
         self._in_flight = None
         error = done.exception()
         if error is None:
             self._succeeded()
+            if self._written is not None and records:
+                self._written(records, time.perf_counter() - started)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

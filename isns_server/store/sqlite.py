@@ -77,6 +77,10 @@ class SqliteStore:
     def on_write_failed(self, undo: Callable[[], None]) -> None:
         self._committer.on_write_failed(undo)
 
+    def on_batch_written(self, observer: Callable[[int, float], None]) -> None:
+        """`observer(records, seconds)` after each batch is durable (for metrics)."""
+        self._committer.on_batch_written(observer)
+
     def submit(self, changes: Changes) -> "asyncio.Future[None] | None":
         return self._committer.submit(changes)
 

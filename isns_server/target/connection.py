@@ -17,8 +17,9 @@ for a PDU that can be skipped, or a close when the stream can no longer be trust
 """
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..logthrottle import LogThrottle
@@ -48,6 +49,12 @@ _HINTS = {
     " or the initiator in the target's allowed_initiators",
     LoginStatus.NOT_FOUND: "the portal serves only the targets listed under `targets`",
 }
+# Refused logins in PortalSettings.login_outcomes; any other refusal is "other_failure".
+_OUTCOMES = {
+    LoginStatus.AUTHENTICATION_FAILURE: "authentication_failure",
+    LoginStatus.AUTHORIZATION_FAILURE: "zoning_refused",
+    LoginStatus.NOT_FOUND: "target_not_found",
+}
 
 
 class PortalServices(LoginDirectory, SessionServices, Protocol):
@@ -73,13 +80,14 @@ class ConnectionIo(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PortalSettings:
-    """What every connection of the portal shares: policies, the write budget and the
-    login warnings' throttle."""
+    """What every connection of the portal shares: policies, the write budget, the
+    login warnings' throttle, and the count of logins by outcome (for metrics)."""
 
     login: LoginPolicy
     keepalive: KeepalivePolicy
     writes: WritePolicy
     login_warnings: LogThrottle  # keyed by source address
+    login_outcomes: Counter[str] = field(default_factory=Counter)
 
 
 def login_warnings(interval: float) -> LogThrottle:
@@ -150,6 +158,8 @@ class Connection:
             self._apply(self.session.handle_timer(now))
         elif self._login.handle_timer(now):
             self.closing = f"login not completed in {self._settings.login.login_timeout:g} s"
+            if self._login_started:
+                self._settings.login_outcomes["other_failure"] += 1
             self._login_warning(now, "%s: closing the connection: %s", self._who(), self.closing)
 
     def connection_lost(self) -> None:
@@ -185,6 +195,7 @@ class Connection:
                 self._settings.writes,
             )
             self._services.session_started(result, self._reinstated, self.peer, now)
+            self._settings.login_outcomes["success"] += 1
             log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
 
     def _login_failed(self, now: float) -> None:
@@ -194,6 +205,7 @@ class Connection:
             # 3.2.3: not an iSCSI login at all (a port scan, a confused client).
             self._close("it did not start with a Login Request", logging.INFO)
             return
+        self._settings.login_outcomes[_OUTCOMES.get(failure.status, "other_failure")] += 1
         hint = _HINTS.get(failure.status)
         self.closing = f"login refused: {failure}"
         self._login_warning(

@@ -2,9 +2,11 @@
 
 import asyncio
 import logging
+import time
 from typing import cast
 
 from ..admission import Admission, Ticket
+from ..metrics import PortalMetrics
 from ..netaddr import peer_text
 from .connection import Connection, PortalServices, PortalSettings
 from .scatter import ScatterWriter
@@ -22,8 +24,11 @@ class PortalProtocol(asyncio.BufferedProtocol):
         settings: PortalSettings,
         admission: Admission,
         workers: UnitWorkers,
+        metrics: PortalMetrics | None = None,
     ) -> None:
         self._services = services
+        self._metrics = metrics
+        self._started: dict[ScsiTask, float] = {}  # when each task began, for metrics
         self._settings = settings
         self._admission = admission  # the portal's connection caps
         self._ticket: Ticket | None = None
@@ -83,6 +88,8 @@ class PortalProtocol(asyncio.BufferedProtocol):
     # ConnectionIo
 
     def start_task(self, task: ScsiTask) -> None:
+        if self._metrics is not None:
+            self._started[task] = time.perf_counter()
         self._workers.submit(task, self._task_done)
 
     def wake(self) -> None:
@@ -91,6 +98,9 @@ class PortalProtocol(asyncio.BufferedProtocol):
             self._workers.soon(self._flush_queued)
 
     def _task_done(self, task: ScsiTask, result: ScsiResult) -> None:
+        started = self._started.pop(task, None)
+        if self._metrics is not None and started is not None:
+            self._metrics.task_done(task, result, time.perf_counter() - started)
         if self._connection is not None:  # else the connection is gone: nobody to answer
             self._connection.task_done(task, result)
 

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..admission import Admission, ConnectionLimits, TcpListener
 from ..config import Config, ListenAddress
+from ..metrics import PortalMetrics
 from ..registry import Registry, TargetPortal
 from ..service.server import listen_problem
 from .affinity import pin_to_one_cpu
@@ -32,11 +33,19 @@ PORTAL_GROUP_TAG = 1  # every listen address is one portal group of every target
 
 
 class PortalServer:
-    def __init__(self, config: Config, registry: Registry, registry_call: RegistryCall) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        registry_call: RegistryCall,
+        metrics: PortalMetrics | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.registry_call = registry_call
+        self.metrics = metrics
         self.directory: PortalDirectory | None = None
+        self.settings: PortalSettings | None = None  # once started
         self.registrar: TargetRegistrar | None = None
         self.servers: list[TcpListener] = []
         portal = config.portal
@@ -69,6 +78,7 @@ class PortalServer:
                 WritePolicy(WriteBudget(portal.max_write_buffer), portal.data_out_timeout),
                 login_warnings(portal.login_warning_interval),
             )
+            self.settings = settings
             directory = PortalDirectory(
                 self.registry,
                 targets,
@@ -83,7 +93,9 @@ class PortalServer:
                     server = TcpListener.open(
                         address.host,
                         address.port,
-                        lambda: PortalProtocol(directory, settings, self.admission, workers),
+                        lambda: PortalProtocol(
+                            directory, settings, self.admission, workers, self.metrics
+                        ),
                         "iSCSI portal",
                     )
                 except OSError as exc:
