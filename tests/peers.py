@@ -23,6 +23,8 @@ PACKAGES = {
     "tgtd": "tgt",
     "tgtadm": "tgt",
     "etcd": "etcd-server",
+    "chromium": "chromium",
+    "promtool": "prometheus",
 }
 
 

@@ -134,9 +134,15 @@ function renderMatrix(targets, initiators) {
   const head = table.tHead;
   head.replaceChildren();
   const header = head.insertRow();
-  cell(header, "Node");
-  cell(header, "Kind");
-  for (const dd of dds) cell(header, dd.enabled ? dd.name : `${dd.name} (disabled)`, dd.enabled ? "" : "disabled");
+  const th = (text, className) => {
+    const element = document.createElement("th");
+    element.textContent = text;
+    if (className) element.className = className;
+    header.append(element);
+  };
+  th("Node");
+  th("Kind");
+  for (const dd of dds) th(dd.enabled ? dd.name : `${dd.name} (disabled)`, dd.enabled ? "" : "disabled");
   const body = table.tBodies[0];
   body.replaceChildren();
   const members = dds.map((dd) => new Set(dd.members));
