@@ -64,11 +64,21 @@ class SqliteStore:
     def records(self) -> Iterator[tuple[Ref, Record]]:
         """Rows are read and decoded one at a time, so that a million records are never
         all in memory at once, as text or as dicts, while the registry is built."""
-        loads = json.loads
+        decode = json.JSONDecoder().raw_decode  # json.loads less its whitespace checks
         for kind, key, record in self._db.execute("SELECT kind, key, record FROM objects"):
-            # Most keys are plain names: skip the JSON parser for them.
-            plain = key[0] == '"' and "\\" not in key
-            yield (kind, key[1:-1] if plain else loads(key)), loads(record)
+            try:
+                value, end = decode(record)
+                if end != len(record):
+                    raise json.JSONDecodeError("extra data", record, end)
+                # Most keys are plain names: skip the JSON parser for them.
+                plain = key[0] == '"' and "\\" not in key
+                yield (kind, key[1:-1] if plain else json.loads(key)), value
+            except (json.JSONDecodeError, IndexError) as exc:
+                raise StoreError(
+                    f"the registry database {self.path} holds a damaged record ({kind} {key}: "
+                    f"{exc}); restore the file from a backup, or delete that row to start "
+                    "without the object"
+                ) from None
 
     @property
     def writable(self) -> bool:

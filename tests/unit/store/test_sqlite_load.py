@@ -1,6 +1,8 @@
 """SqliteStore.records(): every row, read and decoded one at a time, keys as they were."""
 
-from isns_server.store import SqliteStore
+import pytest
+
+from isns_server.store import SqliteStore, StoreError
 
 
 async def test_records_stream_every_row_with_its_key(tmp_path) -> None:
@@ -16,3 +18,15 @@ async def test_records_stream_every_row_with_its_key(tmp_path) -> None:
     )
     assert reopened.load() == list(reopened.records())
     await reopened.close()
+
+
+async def test_a_damaged_record_is_refused_naming_the_file_and_row(tmp_path) -> None:
+    store = SqliteStore(tmp_path, durable=False)
+    await store.submit({("entity", "good"): {"eid": "good"}, ("entity", "bad"): {"eid": "bad"}})
+    store._db.execute("UPDATE objects SET record = record || 'x' WHERE key = '\"bad\"'")
+    with pytest.raises(StoreError, match=r'registry.sqlite3 holds a damaged record \(entity "bad"'):
+        list(store.records())
+    store._db.execute("UPDATE objects SET key = '' WHERE key = '\"bad\"'")
+    with pytest.raises(StoreError, match="damaged record"):
+        list(store.records())
+    await store.close()
