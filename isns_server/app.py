@@ -26,7 +26,9 @@ from .isnsp.constants import Status
 from .isnsp.messages import Message
 from .metrics import Metrics
 from .registry import Policy, Registry
+from .replication.etcd_store import EtcdStore, open_etcd_store
 from .service import Dispatcher, IsnsService
+from .service.replica import Replica
 from .store import Record, Ref, SqliteStore, Store, StoreError, check_writable, open_store
 from .target.registration import RegistryCall
 from .target.server import PortalServer
@@ -45,13 +47,17 @@ class Application:
         self.portal: PortalServer | None = None
         self.discovery: DiscoveryAgentService | None = None
         self.api: ApiServer | None = None
+        self.replica: Replica | None = None  # with the etcd store: one of several servers
         self.metrics = Metrics()  # the one registry of every metric (/metrics)
         self.events = EventHub()  # committed changes for /api/v1/events
         self._read_metrics_from_components()
 
     async def start(self) -> None:
         config = self.config
-        self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
+        if config.store.backend == "etcd":
+            self.store = await open_etcd_store(config.store.etcd)
+        else:
+            self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
         if isinstance(self.store, SqliteStore):
             self.store.on_batch_written(self.metrics.store.batch_written)
         policy = Policy(
@@ -92,7 +98,8 @@ class Application:
                     metrics=self.metrics.isns,
                     on_committed=self.events.publish,
                 )
-                await self.isns.start()
+                # A replica runs expiry, ESI and the Heartbeat only while it leads.
+                await self.isns.start(lead=not isinstance(self.store, EtcdStore))
             dispatcher = (
                 self.isns.dispatcher
                 if self.isns
@@ -103,6 +110,9 @@ class Application:
                     on_committed=self.events.publish,
                 )
             )
+            if isinstance(self.store, EtcdStore):
+                self.replica = Replica(self.store, dispatcher, self.isns, config.store.etcd)
+                self.replica.start()
             await apply_configured_domains(config, self.registry, dispatcher)
             if config.portal.enabled:
                 self.portal = PortalServer(
@@ -170,6 +180,11 @@ class Application:
         checks: dict[str, str | None] = {
             "store": None if writable else "the store cannot be written; the log says why"
         }
+        if isinstance(self.store, EtcdStore) and not (writable and self.store.watching):
+            checks["store"] = (
+                "stale: etcd cannot be reached or has no quorum; queries are answered from "
+                "memory, changes refused; the log says why"
+            )
         if config.isns.enabled:
             checks["isns"] = None if self.isns is not None else "iSNS is not listening"
         if config.portal.enabled:
@@ -187,6 +202,9 @@ class Application:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await self.portal.stop()
             self.portal = None
+        if self.replica is not None:  # a leader hands over at once
+            await self.replica.stop()
+            self.replica = None
         if self.isns is not None:
             await self.isns.stop()
             self.isns = None

@@ -27,7 +27,7 @@ class EtcdMember:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
-    def start(self, etcd: str, initial_cluster: str) -> None:
+    def start(self, etcd: str, initial_cluster: str, token: str) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -49,7 +49,7 @@ class EtcdMember:
                     "--initial-cluster-state",
                     "new",
                     "--initial-cluster-token",
-                    f"isns-test-{self.peer_port}",
+                    token,
                     # Quick elections on loopback: a killed member's loss is noticed fast.
                     "--heartbeat-interval",
                     "50",
@@ -90,8 +90,9 @@ class EtcdCluster:
 
     def start(self, timeout: float = 30.0) -> "EtcdCluster":
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        token = f"isns-test-{self.members[0].peer_port}"  # one cluster: one token
         for member in self.members:
-            member.start(self.etcd, initial)
+            member.start(self.etcd, initial, token)
         deadline = time.monotonic() + timeout
         while not all(member.healthy() for member in self.members):
             for member in self.members:

@@ -32,7 +32,7 @@ _SIZE_FIELDS = {
 }  # fmt: skip
 _CHOICES = {
     "log_level": ("debug", "info", "warning", "error"),
-    "backend": ("sqlite", "memory"),
+    "backend": ("sqlite", "memory", "etcd"),
     "role": ("read", "admin"),
 }
 _POSITIVE = {
@@ -41,7 +41,7 @@ _POSITIVE = {
     "mtu", "rate_limit", "rate_burst", "advert_period", "max_body_size", "audit_records",
     "idle_timeout", "max_connections", "max_connections_per_source", "reassembly_budget",
     "reassembly_timeout", "udp_rate_limit", "udp_rate_burst", "udp_answer_factor",
-    "max_write_buffer", "data_out_timeout", "login_warning_interval",
+    "max_write_buffer", "data_out_timeout", "login_warning_interval", "timeout", "lease_ttl",
 }  # fmt: skip
 
 

@@ -115,11 +115,32 @@ class IsnsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdSection:
+    """store.etcd: the cluster several replicas share (docs/replication.md)."""
+
+    endpoints: tuple[str, ...] = field(
+        default=("http://127.0.0.1:2379",),
+        metadata=_help("etcd client URLs, e.g. [https://10.0.0.1:2379, https://10.0.0.2:2379]"),
+    )
+    prefix: str = field(default="/isns-server/", metadata=_help("the keys' prefix, e.g. /isns/"))
+    ca_file: Path | None = field(default=None, metadata=_help("a PEM CA file for https"))
+    cert_file: Path | None = field(default=None, metadata=_help("a PEM client certificate"))
+    key_file: Path | None = field(default=None, metadata=_help("the client certificate's key"))
+    user: str | None = None
+    password: str | None = None
+    timeout: int = field(default=5, metadata=_help("seconds for one etcd request, at least 1"))
+    lease_ttl: int = field(
+        default=5, metadata=_help("seconds of the leader's lease (expiry, ESI), at least 2")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSection:
-    backend: str = field(default="sqlite", metadata=_help("sqlite or memory"))
+    backend: str = field(default="sqlite", metadata=_help("sqlite, memory or etcd"))
     durable: bool = field(
         default=True, metadata=_help("true: fsync before acknowledging a registration")
     )
+    etcd: EtcdSection = EtcdSection()
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,10 +167,14 @@ class Registry:
     def apply(self, records: Iterable[tuple[StoredRef, Record | None]], now: float) -> None:
         """Take the records another server sharing the store committed (None: the object
         is gone): those objects are replaced, everything else stays. No SCN is due: the
-        server that made the change sends them."""
+        server that made the change sends them. A registration written there refreshes
+        its entity here too, so that whichever server runs expiry counts from it."""
         eids = persistence.apply_records(self.db, records)
         self.db.scope_cache.clear()
         self.liveness.sync(eids, now)
+        for eid in eids:
+            if (entity := self.db.entities.get(eid)) is not None:
+                self.liveness.heard(entity, now)
 
     def last_heard(self, name: str) -> int | None:
         """When node `name`'s entity last sent a message or registered (its Timestamp);

@@ -26,7 +26,7 @@ from ..logthrottle import LogThrottle
 from ..metrics import IsnsMetrics
 from ..netaddr import peer_ip
 from ..registry import Notification, Ref, Registry
-from ..store import Store
+from ..store import Store, StoreConflict
 from .heartbeat import HeartbeatMonitor
 from .notifier import Notifier
 
@@ -89,7 +89,7 @@ class Dispatcher:
             reply = self.metrics.timed(message.function, reply)
         self._dispatch(message, reply, peer)
 
-    def _dispatch(self, message: Message, reply: Reply, peer: str) -> None:
+    def _dispatch(self, message: Message, reply: Reply, peer: str, retried: bool = False) -> None:
         refused = self.registry.control_refused(message, peer_ip(peer))
         if refused is not None:
             self.control_log.warning(
@@ -126,7 +126,11 @@ class Dispatcher:
             return
 
         def durable(done: "asyncio.Future[None]") -> None:
-            if done.cancelled() or (done.exception() is not None and outcome.dirty):
+            conflict = not done.cancelled() and isinstance(done.exception(), StoreConflict)
+            if conflict and not retried:
+                # Another server sharing the store won: run it again on memory as it is now.
+                self._dispatch(message, reply, peer, retried=True)
+            elif done.cancelled() or (done.exception() is not None and outcome.dirty):
                 reply(response(message, Status.INTERNAL_ERROR))  # its changes were undone
             elif done.exception() is not None:
                 self._dispatch(message, reply, peer)  # answered from the registry as reloaded

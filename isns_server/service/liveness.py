@@ -44,7 +44,8 @@ class LivenessTimer:
         self._probes: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
 
     def poke(self) -> None:
         """The registry changed: wake up if its next deadline is now earlier."""

