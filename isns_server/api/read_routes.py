@@ -1,6 +1,8 @@
 """GET routes over the registry: entities, nodes, portals, portal groups, DDs, DD sets,
 SCN subscriptions; the portal's targets and sessions; the audit log."""
 
+from itertools import takewhile
+
 from aiohttp import web
 
 from ..isnsp.constants import NodeType
@@ -100,9 +102,10 @@ async def list_portal_groups(request: web.Request) -> web.Response:
     db = context(request).registry.db
     after: PGKey | None = decode_cursor(request, tuple[str, bytes, int])
     prefix = _prefix(request)
-    pgs = (db.pgs[k] for k in db.order[ObjectType.PORTAL_GROUP].after(after))
-    if prefix:
-        pgs = (pg for pg in pgs if pg.node_name.startswith(prefix))
+    # A PG's key starts with its node's name: the prefix's PGs are one run of keys.
+    start = after if after is None or after[0] >= prefix else (prefix, b"", -1)
+    keys = db.order[ObjectType.PORTAL_GROUP].after(start)
+    pgs = (db.pgs[k] for k in takewhile(lambda k: k[0].startswith(prefix), keys))
     return await page_response(pgs, limit_of(request), lambda pg: pg.key, portal_group_view)
 
 
@@ -141,10 +144,9 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     db = context(request).registry.db
     after = decode_cursor(request, str)
     prefix = _prefix(request)
-    names = sorted(
-        n for n in db.subscribers if n.startswith(prefix) and (after is None or n > after)
-    )
-    nodes = (db.subscribers[n] for n in names)
+    # Walk the node order and keep subscribers: stops once the page is full.
+    keys = keys_from(db.order[ObjectType.NODE], db.nodes, after, prefix)
+    nodes = (db.subscribers[n] for n in keys if n in db.subscribers)
     return await page_response(nodes, limit_of(request), lambda n: n.name, subscription_view)
 
 

@@ -295,3 +295,36 @@ async def test_the_openapi_document_lists_exactly_the_routes_served(api: Api) ->
         path = info.get("path") or info["formatter"]
         served.add((route.method, path))
     assert documented == served
+
+
+async def test_portal_groups_and_subscriptions_page_by_prefix(api: Api) -> None:
+    scn = a(Tag.ISCSI_SCN_BITMAP, 0x08)
+    for n in range(6):
+        name = iqn(f"{'ab'[n % 2]}{n}")
+        extra = (scn,) if n != 4 else ()
+        ok(
+            register(
+                api.registry,
+                name,
+                f"e{n}",
+                portal("10.0.0.1", 3000 + n),
+                node(name, NodeType.TARGET, *extra),
+            )
+        )
+
+    async def walk(path: str, prefix: str, key: str) -> list[str]:
+        found, cursor = [], None
+        while True:
+            params = {"limit": "1", "prefix": prefix, **({"cursor": cursor} if cursor else {})}
+            body = await (await api.client.get(path, params=params, headers=READ_HEADERS)).json()
+            found += [item[key] for item in body["items"]]
+            if (cursor := body["next_cursor"]) is None:
+                return found
+
+    assert await walk("/api/v1/portal-groups", iqn("a"), "node") == [
+        iqn(f"a{n}") for n in (0, 2, 4)
+    ]
+    assert await walk("/api/v1/subscriptions", iqn("a"), "node") == [iqn("a0"), iqn("a2")]
+    assert await walk("/api/v1/subscriptions", "", "node") == [
+        iqn(x) for x in ("a0", "a2", "b1", "b3", "b5")
+    ]
