@@ -13,13 +13,24 @@ from pathlib import Path
 import pytest
 
 from isns_server.client import IsnsClient, IsnsClientError
-from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
+from isns_server.isnsp.constants import FunctionId, NodeType, ScnBitmap, Status, Tag
 from isns_server.isnsp.messages import Attribute, Message, PortNumber
 
 from ..conftest import ADMIN
 from ..etcd_cluster import EtcdCluster
 from ..peers import require
 from ..processes import OurServer
+from .test_notifications import (
+    FAST_TIMERS,
+    I1,
+    I2,
+    UdpClientPort,
+    expect_scn,
+    node,
+    portal,
+    subscribe,
+)
+from .test_notifications import register as notify_register
 
 CLIENTS = 8
 KILL_AFTER_ACKS = 200
@@ -241,3 +252,63 @@ async def test_registrations_go_on_after_an_etcd_member_dies(
         assert answer.status == Status.SUCCESSFUL, (server.port, answer)
     for server in three:
         assert await eventually_registered(server.port, names) == set(names)
+
+
+def leader(servers: list[OurServer]) -> OurServer:
+    """The replica whose log says it leads now (polled, bounded)."""
+    deadline = time.monotonic() + VISIBLE_WITHIN
+    while True:
+        leading = [
+            s for s in servers if s.log().count("now leads") > s.log().count("stopped leading")
+        ]
+        if len(leading) == 1:
+            return leading[0]
+        assert time.monotonic() < deadline, f"{len(leading)} replicas lead"
+        time.sleep(0.05)
+
+
+async def test_when_the_leader_dies_another_expires_entities_and_sends_the_scns(
+    tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    servers = replicas(tmp_path, etcd, **FAST_TIMERS)
+    try:
+        for server in servers:
+            server.start()
+        first = leader(servers)
+        first.kill()
+        survivors = [s for s in servers if s is not first]
+        watcher = await UdpClientPort.open("127.0.0.2")
+        esi_port = await UdpClientPort.open()
+        esi_port.alive = False  # nobody answers ESI there: the entity must expire
+        try:
+            await subscribe(survivors[0].port, I2, PortNumber(watcher.port, udp=True), "127.0.0.2")
+            esi = (
+                Attribute(Tag.ESI_INTERVAL, 1),
+                Attribute(Tag.ESI_PORT, PortNumber(esi_port.port, udp=True)),
+            )
+            await notify_register(
+                survivors[1].port,
+                I1,
+                "host1",
+                *portal("127.0.0.1", *esi),
+                *node(I1, NodeType.INITIATOR),
+            )
+            await expect_scn(watcher.received.get, I2, [(ScnBitmap.OBJECT_ADDED, I1)])
+            # The new leader (within two lease periods) probes, gets no answer, removes.
+            await esi_port.next(FunctionId.ESI, timeout=2 * LEASE_TTL + 5)
+            for server in survivors:
+                assert await eventually_registered(server.port, [I1], present=False) == set()
+            await expect_scn(watcher.received.get, I2, [(ScnBitmap.OBJECT_REMOVED, I1)])
+            assert leader(survivors) in survivors
+            # Once, from the replica that removed it: no second copy follows.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await expect_scn(watcher.received.get, I2, [(ScnBitmap.OBJECT_REMOVED, I1)])
+        finally:
+            for port in (watcher, esi_port):
+                assert port.transport is not None
+                port.transport.close()
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
