@@ -31,12 +31,14 @@ MAX_BODY = 64 * 1024
 
 
 class DictStore:
-    """Records in a dict; each batch the group committer writes is kept in `batches`."""
+    """Records in a dict; each batch the group committer writes is kept in `batches`;
+    while `full`, writes fail as on a full disk."""
 
     def __init__(self, records: Iterable[tuple[Ref, Record]] = ()) -> None:
         self.records: dict[Ref, Record] = dict(records)
         self.batches: list[dict[Ref, Record | None]] = []
-        self._committer = GroupCommitter(self._write, lambda: None, "test", "dict", 0.01)
+        self.full = False  # a full disk: every write fails
+        self._committer = GroupCommitter(self._write, self._probe, "test", "dict", 0.01)
         self.submit = self._committer.submit
         self.barrier = self._committer.barrier
         self.on_write_failed = self._committer.on_write_failed
@@ -49,7 +51,12 @@ class DictStore:
     def load(self) -> list[tuple[Ref, Record]]:
         return list(self.records.items())
 
+    def _probe(self) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+
     def _write(self, batch: dict[Ref, Record | None]) -> None:
+        self._probe()
         self.batches.append(dict(batch))
         for ref, record in batch.items():
             if record is None:
