@@ -21,6 +21,7 @@ answers with `answered()`.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from ipaddress import IPv4Address, IPv6Address
 
 from ..isnsp.constants import Flags, FunctionId, Status, Tag
 from ..isnsp.messages import Attribute, IPAddress, Message, PortNumber, address_text
@@ -28,7 +29,14 @@ from .database import Database
 from .deadlines import Deadlines
 from .deregistration import remove_objects
 from .notifications import notifications
-from .objects import NetworkEntity, Portal, PortalKey, RegistryObject, portal_address
+from .objects import (
+    NetworkEntity,
+    Portal,
+    PortalKey,
+    RegistryObject,
+    portal_address,
+    portal_key,
+)
 from .outcome import Journal, Notification, Ref
 from .policy import Policy
 
@@ -205,13 +213,14 @@ class Liveness:
     def answered(self, probe: EsiProbe, answer: Message, now: float) -> bool:
         """Take `answer` to `probe`: True when it is a successful ESI response echoing the
         probed portal (5.7.5.13), which refreshes the portal and its entity."""
-        ip, port = portal_address(probe.portal)
         echoed = {attr.tag: attr.value for attr in answer.attributes}
+        ip, port = echoed.get(Tag.PORTAL_IP_ADDRESS), echoed.get(Tag.PORTAL_TCP_UDP_PORT)
         valid = (
             answer.function == FunctionId.ESI_RSP
             and answer.status == Status.SUCCESSFUL
-            and echoed.get(Tag.PORTAL_IP_ADDRESS) == ip
-            and echoed.get(Tag.PORTAL_TCP_UDP_PORT) == port
+            and isinstance(ip, IPv4Address | IPv6Address)
+            and isinstance(port, PortNumber)
+            and portal_key(ip, port) == probe.portal  # in either form of an IPv4 address
         )
         watch = self._watches.get(probe.portal)
         if not valid or watch is None:
@@ -262,7 +271,9 @@ class Liveness:
             # Retransmissions spread over the second interval: all before 2x (6.3.4).
             step = watch.interval / retries
             self._esi.set(key, watch.answered + watch.interval + watch.sent * step)
-            message = _esi_message(watch.eid, key, now)
+            portal = self.db.portals.get(key)
+            address = (portal.ip, portal.port) if portal is not None else portal_address(key)
+            message = _esi_message(watch.eid, address, now)
             probes.append(EsiProbe(key, watch.destination, message, step, watch.sent))
         return probes, dead
 
@@ -307,9 +318,10 @@ def _monitored(entity: NetworkEntity) -> Iterable[tuple[PortalKey, tuple[Address
             yield key, ((carrier.ip, carrier.esi_port), portal.esi_interval)
 
 
-def _esi_message(eid: str, key: PortalKey, now: float) -> Message:
-    """ESI: Timestamp, Entity_ID, Portal IP Address, Portal TCP/UDP Port (5.6.5.13)."""
-    ip, port = portal_address(key)
+def _esi_message(eid: str, portal: tuple[IPAddress, PortNumber], now: float) -> Message:
+    """ESI: Timestamp, Entity_ID, Portal IP Address, Portal TCP/UDP Port (5.6.5.13), the
+    address as the client registered it."""
+    ip, port = portal
     attrs = (
         Attribute(Tag.TIMESTAMP, int(now)),
         Attribute(Tag.ENTITY_IDENTIFIER, eid),

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from isns_server.isnsp.constants import FunctionId, Status, Tag
-from isns_server.isnsp.messages import PortNumber
-from isns_server.registry import Ref, Registry
+from isns_server.isnsp.constants import Flags, FunctionId, Status, Tag
+from isns_server.isnsp.messages import Message, PortNumber, response
+from isns_server.registry import Policy, Ref, Registry
+from isns_server.registry.objects import address_key
 
 from .builders import (
     ADMIN,
+    NOW,
     a,
     call,
     iqn,
@@ -155,3 +157,22 @@ def test_records_saved_with_both_forms_load_as_one_portal() -> None:
     # The registry answers consistently: the portal goes with one DevDereg.
     ok(call(restored, FunctionId.DEV_DEREG, T1, (), [a(Tag.ENTITY_IDENTIFIER, "stor1")]))
     assert not db.portals and not db.pgs
+
+
+@pytest.mark.parametrize(("first", "other"), FORMS)
+def test_esi_names_the_portal_as_registered_and_takes_either_form_back(
+    first: str, other: str
+) -> None:
+    registry = Registry(Policy(esi_min_interval=10, esi_max_interval=60, esi_retries=2))
+    esi = (a(Tag.ESI_INTERVAL, 10), a(Tag.ESI_PORT, PortNumber(4000, udp=True)))
+    ok(register(registry, T1, "stor1", portal(first, 3260, *esi), node(T1)))
+    (probe,) = registry.tick(NOW + 10).probes
+    sent = {attr.tag: attr.value for attr in probe.message.attributes}
+    assert address_key(sent[Tag.PORTAL_IP_ADDRESS]) == address_key(IPv6Address(first))
+    assert sent[Tag.PORTAL_IP_ADDRESS] == registry.db.portals.popitem()[1].ip
+    echoed = tuple(
+        a(Tag.PORTAL_IP_ADDRESS, IPv6Address(other)) if attr.tag == Tag.PORTAL_IP_ADDRESS else attr
+        for attr in probe.message.attributes
+    )
+    answer = response(Message(FunctionId.ESI, 5, Flags.SERVER, echoed), Status.SUCCESSFUL, echoed)
+    assert registry.esi_answered(probe, answer, NOW + 11)
