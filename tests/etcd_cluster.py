@@ -89,10 +89,8 @@ class EtcdCluster:
         return [member.client_url for member in self.members]
 
     def start(self, timeout: float = 30.0) -> "EtcdCluster":
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        token = f"isns-test-{self.members[0].peer_port}"  # one cluster: one token
         for member in self.members:
-            member.start(self.etcd, initial, token)
+            self.restart(member)
         deadline = time.monotonic() + timeout
         while not all(member.healthy() for member in self.members):
             for member in self.members:
@@ -106,6 +104,12 @@ class EtcdCluster:
                 raise RuntimeError(f"etcd cluster not healthy after {timeout} s")
             time.sleep(0.1)
         return self
+
+    def restart(self, member: EtcdMember) -> None:
+        """Start `member` (again: with its data directory it rejoins as it was)."""
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        token = f"isns-test-{self.members[0].peer_port}"  # one cluster: one token
+        member.start(self.etcd, initial, token)
 
     def stop(self) -> None:
         for member in self.members:

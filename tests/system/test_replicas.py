@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from isns_server.client import IsnsClient, IsnsClientError
@@ -19,7 +20,7 @@ from isns_server.isnsp.messages import Attribute, Message, PortNumber
 from ..conftest import ADMIN
 from ..etcd_cluster import EtcdCluster
 from ..peers import require
-from ..processes import OurServer
+from ..processes import OurServer, free_port, wait_for_port
 from .test_notifications import (
     FAST_TIMERS,
     I1,
@@ -312,3 +313,46 @@ async def test_when_the_leader_dies_another_expires_entities_and_sends_the_scns(
         for server in servers:
             if server.process is not None and server.process.poll() is None:
                 server.stop()
+
+
+async def test_without_quorum_queries_are_answered_and_changes_refused(
+    tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    (server,) = replicas(tmp_path, etcd, count=1)
+    api_port = free_port()
+    server.configure(api={"listen": f"127.0.0.1:{api_port}"})
+    server.start()
+    assert server.process is not None
+    wait_for_port(api_port, server.process)
+    try:
+        names = [f"iqn.2026-11.org.example.test:quorum-{i}" for i in range(3)]
+        answer = await dev_attr_reg(server.port, names[0], "q0", IPv4Address("127.0.1.1"))
+        assert answer.status == Status.SUCCESSFUL
+        for member in etcd.members[1:]:
+            member.kill()
+        # Refused, with the reason in the log; what memory holds is still answered.
+        answer = await dev_attr_reg(server.port, names[1], "q1", IPv4Address("127.0.1.2"))
+        assert answer.status == Status.INTERNAL_ERROR
+        assert "changes are refused until etcd answers with a quorum again" in server.log()
+        answer = await dev_attr_reg(server.port, names[2], "q2", IPv4Address("127.0.1.3"))
+        assert answer.status == Status.INTERNAL_ERROR  # refused at once now
+        assert await registered(server.port, names) == {names[0]}
+        async with aiohttp.ClientSession() as http:
+            ready = await http.get(f"http://127.0.0.1:{api_port}/readyz")
+            assert ready.status == 503
+            assert (await ready.json())["checks"]["store"].startswith("stale:")
+        # Quorum back: changes are taken again (bounded poll). The first refused change
+        # had reached the member left, which may commit it now: an error means "not
+        # known to be done", as with any store that can lose its answer.
+        for member in etcd.members[1:]:
+            etcd.restart(member)
+        deadline = time.monotonic() + 3 * VISIBLE_WITHIN
+        while True:
+            answer = await dev_attr_reg(server.port, names[2], "q2", IPv4Address("127.0.1.3"))
+            if answer.status == Status.SUCCESSFUL or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert answer.status == Status.SUCCESSFUL
+        assert await registered(server.port, names) >= {names[0], names[2]}
+    finally:
+        server.stop()
