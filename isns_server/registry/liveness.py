@@ -136,7 +136,7 @@ class Liveness:
         """Start every timer from `now`, once (the first time the registry is used)."""
         if not self._started:
             self._started = True
-            self.sync(list(self.db.entities), now)
+            self.sync(self.db.entities, now)  # sync changes no entity: no copy needed
 
     def heard(self, entity: NetworkEntity, now: float) -> None:
         """A message came from `entity`: its registration is refreshed (6.2.6)."""
@@ -149,16 +149,16 @@ class Liveness:
         portals, Registration Periods, entities."""
         for eid in eids:
             entity = self.db.entities.get(eid)
-            watched = set(self._watched.get(eid, ()))
+            watched = self._watched.get(eid)
             if entity is None:
                 self._heard.pop(eid, None)
                 self._expiry.discard(eid)
-                for key in watched:
+                for key in list(watched or ()):
                     self._unwatch(key)
                 continue
             self._heard.setdefault(eid, now)
             wanted = dict(_monitored(entity))
-            for key in watched - wanted.keys():
+            for key in watched - wanted.keys() if watched else ():
                 self._unwatch(key)
             for key, (destination, interval) in wanted.items():
                 watch = self._watches.get(key)
