@@ -5,6 +5,8 @@ acknowledged, a dead etcd member changes nothing, and expiry, ESI and SCNs go on
 leader dies."""
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from isns_server.client import IsnsClient, IsnsClientError
 from isns_server.isnsp.constants import FunctionId, NodeType, ScnBitmap, Status, Tag
@@ -20,7 +23,7 @@ from isns_server.isnsp.messages import Attribute, Message, PortNumber
 from ..conftest import ADMIN
 from ..etcd_cluster import EtcdCluster
 from ..peers import require
-from ..processes import OurServer, free_port, wait_for_port
+from ..processes import THIS_CHECKOUT, OurServer, free_port, wait_for_port
 from .test_notifications import (
     FAST_TIMERS,
     I1,
@@ -356,3 +359,33 @@ async def test_without_quorum_queries_are_answered_and_changes_refused(
         assert await registered(server.port, names) >= {names[0], names[2]}
     finally:
         server.stop()
+
+
+async def test_migrate_copies_a_single_servers_registry_into_etcd(
+    tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    single = OurServer(tmp_path, control_nodes=[ADMIN], registration_period=600).start()
+    names = [f"iqn.2026-11.org.example.test:migrated-{i}" for i in range(3)]
+    for i, name in enumerate(names):
+        answer = await dev_attr_reg(single.port, name, f"m{i}", IPv4Address(0x7F000200 + i))
+        assert answer.status == Status.SUCCESSFUL
+    single.stop()
+    config = tmp_path / "migrate.yaml"
+    config.write_text(
+        yaml.safe_dump({"store": {"backend": "etcd", "etcd": {"endpoints": etcd.endpoints}}})
+    )
+    command = [sys.executable, "-m", "isns_server", "migrate", "--from-sqlite"]
+    command += [str(tmp_path / "data"), "--config", str(config)]
+    done = subprocess.run(command, env=THIS_CHECKOUT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "copied" in done.stdout
+    (replica,) = replicas(tmp_path, etcd, count=1)
+    replica.start()
+    try:
+        assert await registered(replica.port, names) == set(names)
+    finally:
+        replica.stop()
+    # A second run copies nothing: the prefix is taken.
+    again = subprocess.run(command, env=THIS_CHECKOUT, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1
+    assert "already holds a registry" in again.stderr
