@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import ip_address
 from itertools import count
 from typing import Any
@@ -22,6 +22,7 @@ from ..isnsp.constants import DDSetStatus, FunctionId, Status, Tag
 from ..isnsp.messages import Attribute, Message, PortNumber, request
 from ..names import iscsi_name_problem
 from ..registry import Registry
+from ..registry.database import Database
 from ..registry.insight import NEW_DD, ProposedChange
 from ..registry.objects import PortalKey, normalize_name, portal_key
 from ..service import Dispatcher
@@ -45,7 +46,6 @@ class Plan:
     change: ProposedChange
     what: str
     view: Callable[[], Json | None]
-    created: Callable[[], int | None] = field(default=lambda: None)
 
 
 def etag(view: Json) -> str:
@@ -171,8 +171,8 @@ class Planner:
         self.registry = registry
 
     @property
-    def db(self) -> Any:
-        return self.registry.db
+    def db(self) -> Database:
+        return self.registry.db  # looked up each time: a failed write reloads it
 
     def dd(self, dd_id: int) -> Json:
         dd = self.db.dds.get(dd_id)
@@ -213,12 +213,8 @@ class Planner:
             FunctionId.DD_REG, (), (Attribute(Tag.DD_SYMBOLIC_NAME, name), *_member_attrs(members))
         )
 
-        def created() -> int | None:
-            dd_id: int | None = self.db.dd_names.get(name)
-            return dd_id
-
         def view() -> Json | None:
-            dd_id = created()
+            dd_id = self.db.dd_names.get(name)
             return None if dd_id is None else dd_view(self.db, self.db.dds[dd_id])
 
         return Plan(
@@ -226,7 +222,6 @@ class Planner:
             ProposedChange(members_added={NEW_DD: names}),
             f"create discovery domain {name!r} with {len(members)} members",
             view,
-            created,
         )
 
     def rename_dd(self, dd_id: int, body: Any) -> Plan:
@@ -306,19 +301,15 @@ class Planner:
         )
         message = _message(FunctionId.DDS_REG, (), operating)
 
-        def created() -> int | None:
-            dds_id: int | None = self.db.dds_names.get(name)
-            return dds_id
-
         def view() -> Json | None:
-            dds_id = created()
+            dds_id = self.db.dds_names.get(name)
             return None if dds_id is None else dds_view(self.db.ddss[dds_id])
 
-        new_set = -1  # a set that does not exist yet
+        new_set = NEW_DD  # the same placeholder ID: a set that does not exist yet
         change = ProposedChange(
             set_enabled={new_set: bool(status)}, set_members_added={new_set: set(dds)}
         )
-        return Plan(message, change, f"create DD set {name!r} with {len(dds)} DDs", view, created)
+        return Plan(message, change, f"create DD set {name!r} with {len(dds)} DDs", view)
 
     def update_dd_set(self, dds_id: int, body: Any) -> Plan:
         self.dd_set(dds_id)

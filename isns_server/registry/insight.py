@@ -16,7 +16,7 @@ from .objects import normalize_name
 from .policy import Policy
 from .zoning import is_control_node
 
-# The ID a preview gives a DD it would create.
+# The ID a preview gives a DD or DD set it would create (real IDs are positive).
 NEW_DD = -1
 
 

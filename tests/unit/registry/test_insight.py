@@ -137,6 +137,18 @@ def test_preview_of_disabling_then_deleting_a_set() -> None:
     )
 
 
+def test_preview_of_a_new_disabled_set_disables_its_dds() -> None:
+    registry = new_registry()
+    standard_setup(registry)
+    dd2 = dd(registry, "lab", I2, T2)
+    operating = [a(Tag.DD_SET_SYMBOLIC_NAME, "off"), a(Tag.DD_SET_STATUS, 0), a(Tag.DD_ID, dd2)]
+    check_preview(
+        registry,
+        ProposedChange(set_enabled={NEW_DD: False}, set_members_added={NEW_DD: {dd2}}),
+        [(FunctionId.DDS_REG, [], operating)],
+    )
+
+
 def test_preview_lists_are_capped_but_counted() -> None:
     registry = new_registry()
     standard_setup(registry)
