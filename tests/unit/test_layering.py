@@ -46,6 +46,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "isns_server.replication",
         "isns_server.config",
         "isns_server.admission",
+        "isns_server.metrics",  # the adapters' counters, handed in by app.py
         *LOGGING,
         *SHARED,
     ),
@@ -57,6 +58,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "isns_server.service.dispatcher",
         "isns_server.config",
         "isns_server.admission",
+        "isns_server.metrics",  # the portal's counters, handed in by app.py
         *LOGGING,
         *SHARED,
     ),
