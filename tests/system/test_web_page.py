@@ -4,6 +4,7 @@ discovery domain and add an initiator to it through the zoning preview, and find
 result over iSNS with `isnsadm --list dds`."""
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,37 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_page_files_need_no_token_and_nothing_else_is_served(our_server: OurServer) -> None:
+    api_port = free_port()
+    our_server.configure(api={"listen": f"127.0.0.1:{api_port}"})
+    our_server.start()
+    assert our_server.process is not None
+    wait_for_port(api_port, our_server.process)
+    base = f"http://127.0.0.1:{api_port}"
+    status, headers, body = get(base + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert b'src="/static/app.js"' in body and b"http" not in body.split(b"<body>")[0]
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        status, headers, _ = get(f"{base}/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith(kind)
+    for bad in ("/static/..%2Fevents.py", "/static/%2e%2e", "/static/missing.js", "/static/"):
+        status, _, body = get(base + bad)
+        assert status == 404, bad
+        assert "error" in json.loads(body)
+    # The API behind the page still wants its token, and the server goes on answering.
+    assert get(base + "/api/v1/nodes")[0] == 401
+    assert get(base + "/healthz")[0] == 200
 
 
 def register(server: OurServer, workdir: Path, *args: str, source: str) -> None:
