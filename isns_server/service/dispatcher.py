@@ -47,6 +47,9 @@ CHANGING = frozenset(
 )
 
 Reply = Callable[[Message], None]
+# Times a request whose change lost to another server's (a shared etcd store) runs again
+# before it is answered Internal Error.
+CONFLICT_RETRIES = 3
 
 
 class Dispatcher:
@@ -89,7 +92,7 @@ class Dispatcher:
             reply = self.metrics.timed(message.function, reply)
         self._dispatch(message, reply, peer)
 
-    def _dispatch(self, message: Message, reply: Reply, peer: str, retried: bool = False) -> None:
+    def _dispatch(self, message: Message, reply: Reply, peer: str, conflicts: int = 0) -> None:
         refused = self.registry.control_refused(message, peer_ip(peer))
         if refused is not None:
             self.control_log.warning(
@@ -127,9 +130,9 @@ class Dispatcher:
 
         def durable(done: "asyncio.Future[None]") -> None:
             conflict = not done.cancelled() and isinstance(done.exception(), StoreConflict)
-            if conflict and not retried:
+            if conflict and conflicts < CONFLICT_RETRIES:
                 # Another server sharing the store won: run it again on memory as it is now.
-                self._dispatch(message, reply, peer, retried=True)
+                self._dispatch(message, reply, peer, conflicts + 1)
             elif done.cancelled() or (done.exception() is not None and outcome.dirty):
                 reply(response(message, Status.INTERNAL_ERROR))  # its changes were undone
             elif done.exception() is not None:
