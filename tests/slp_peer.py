@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from discovery_agent.slp.codec import build_message, message_length, parse_message
 from discovery_agent.slp.constants import MULTICAST_ADDRESS, Flags
-from discovery_agent.slp.messages import Message
+from discovery_agent.slp.messages import Message, SrvRqst
 
 LOOPBACK = "127.0.0.1"
 _T = TypeVar("_T")
@@ -34,6 +34,13 @@ class SlpUserAgent:
 
     def close(self) -> None:
         self.udp.close()
+
+    def wait_for_agent(self, timeout: float = 10.0) -> None:
+        """Until the agent answers: its sockets open after the iSNS server's, and it is
+        silent until it has read the registry."""
+        discovery = SrvRqst(service_type="service:directory-agent")
+        if eventually(lambda: self.unicast(discovery), bool, timeout) is None:
+            raise AssertionError(f"no SLP agent answered on {self.agent}:{self.port}")
 
     def stamp(self, message: Message, multicast: bool = False) -> Message:
         """`message` with a fresh XID, and REQUEST-MCAST when it goes out multicast."""

@@ -288,10 +288,11 @@ def test_multicast_replies_leave_from_the_interface_address(our_server: OurServe
     )
     our_server.start()
     ua = SlpUserAgent(port, agent=agent)
+    ua.wait_for_agent()
     listing = SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",))
     try:
         for n in range(12):
-            ack = eventually(lambda n=n: ua.tcp(slp_registration(n)), lambda a: True)
+            ack = ua.tcp(slp_registration(n))
             assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
         replies = ua.multicast_from(listing, wait=2.0)
         assert len(replies) == 1, replies
@@ -369,6 +370,7 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
     )
     our_server.start()
     sa = SlpUserAgent(port)
+    sa.wait_for_agent()
     isns = await IsnsClient.connect("127.0.0.1", our_server.port)
     both = ("DEFAULT", "dd-prod")
 
@@ -378,7 +380,7 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
         return {e.url: e.lifetime for e in reply.url_entries}
 
     def acked(message: SrvReg | SrvDeReg) -> None:
-        ack = eventually(lambda: sa.tcp(message), lambda _: True)
+        ack = sa.tcp(message)
         assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
 
     try:
@@ -505,6 +507,7 @@ async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
     our_server.configure(slp=slp_settings(port))
     our_server.start()
     sa = SlpUserAgent(port, timeout=10.0)
+    sa.wait_for_agent()
 
     def listed() -> int:
         reply = sa.tcp(SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",)))
@@ -512,7 +515,6 @@ async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
         return sum(f"{PREFIX}burst-" in entry.url for entry in reply.url_entries)
 
     try:
-        eventually(lambda: sa.tcp(SrvRqst(service_type="service:iscsi:sms")), lambda _: True)
         loop = asyncio.get_running_loop()
         for numbers, deregister, expected in [
             (range(BURST_TARGETS), False, BURST_TARGETS),
@@ -542,10 +544,11 @@ def test_static_registrations_with_fresh_clear_are_taken(our_server: OurServer) 
     our_server.configure(slp=slp_settings(port, trusted_networks=["127.0.0.1/32"]))
     our_server.start()
     sa = SlpUserAgent(port)
+    sa.wait_for_agent()
     try:
         for n in (1, 2):
             static = replace(slp_registration(n, port=3270 + n), flags=SlpFlags.NONE)
-            ack = eventually(lambda static=static: sa.tcp(static), lambda _: True)
+            ack = sa.tcp(static)
             assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
         listing = SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",))
         reply = sa.tcp(listing)

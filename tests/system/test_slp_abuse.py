@@ -65,6 +65,9 @@ def slp_port(our_server: OurServer) -> Iterator[int]:
     port = free_port()
     our_server.configure(slp=slp_settings(port, trusted_networks=["127.0.0.1/32"]))
     our_server.start()
+    probe = SlpUserAgent(port)
+    probe.wait_for_agent()
+    probe.close()
     yield port
 
 
@@ -187,7 +190,6 @@ def test_an_error_reply_to_a_malformed_language_tag_says_en_and_parses(slp_port:
     # Issue 12 item 8: the tag came back as sent, up to the MTU, and our parser refused it.
     ua = SlpUserAgent(slp_port)
     try:
-        eventually(lambda: ua.unicast(QUESTION), lambda reply: reply is not None)
         for tag in ("x" * 1300, "en_GB", "en-" * 300):
             request = ua.stamp(replace(QUESTION, language=tag))
             (reply,) = ua.exchange_udp(build_message(request))
@@ -265,7 +267,7 @@ def test_mutated_messages_over_udp_and_tcp_leave_the_agent_serving(our_server: O
     ua, fresh = SlpUserAgent(port, timeout=0.0), SlpUserAgent(port)
     replies: list[bytes] = []
     try:
-        eventually(lambda: fresh.unicast(QUESTION), lambda reply: reply is not None)
+        fresh.wait_for_agent()
         for n in range(FUZZ_CASES):
             ua.udp.sendto(mutate(rng, seeds), ("127.0.0.1", port))
             if n % 50 == 49:
