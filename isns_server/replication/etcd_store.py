@@ -8,9 +8,9 @@ written at.
 A write is one etcd transaction that compares every key it touches with the revision
 this replica's memory was built on and only then puts or deletes them: of two replicas
 changing the same entity, DD or index counter at once, one transaction commits and the
-other fails. The loser's changes are undone (memory is rebuilt from the mirror once the
-watch has brought the winner's change) and its requests fail with StoreConflict, which
-the dispatcher answers by running the request once more. Like the SQLite store, changes
+other fails. The loser's changes are undone (once the watch has brought the winner's
+change, every object they touched is put back as the mirror has it) and its requests
+fail with StoreConflict, which the dispatcher answers by running the request again. Like the SQLite store, changes
 that arrive while a transaction is in flight go out together in the next one.
 
 A watch from the revision the replica started at brings every other replica's committed
@@ -169,7 +169,7 @@ class EtcdStore:
             return
         if self._stale & batch.keys():
             self._stale.clear()
-            await self._lost(waiters, "another replica changed the same objects first")
+            await self._lost(batch, waiters)
             return
         compare, ops = [], []
         for ref, record in batch.items():
@@ -182,11 +182,11 @@ class EtcdStore:
         try:
             answer = await self.client.txn(compare, ops)
         except EtcdError as exc:
-            self._unavailable(waiters, exc)
+            self._unavailable(batch, waiters, exc)
             return
         if not answer.succeeded:
             await self._caught_up_to(answer.revision)
-            await self._lost(waiters, "another replica changed the same objects first")
+            await self._lost(batch, waiters)
             return
         self._succeeded()
         for ref, record in batch.items():
@@ -203,12 +203,14 @@ class EtcdStore:
             async with asyncio.timeout(CATCH_UP_TIMEOUT), self._watched:
                 await self._watched.wait_for(lambda: self.revision >= revision)
 
-    async def _lost(self, waiters: list["asyncio.Future[None]"], why: str) -> None:
+    async def _lost(self, batch: Changes, waiters: list["asyncio.Future[None]"]) -> None:
         self.conflicts += 1
-        log.debug("a write lost to another replica's: %s; its requests run again", why)
-        self._drop(waiters, StoreConflict(why))
+        log.debug("%d changes lost to another replica's; their requests run again", len(batch))
+        self._drop(batch, waiters, StoreConflict("another replica changed the same objects"))
 
-    def _unavailable(self, waiters: list["asyncio.Future[None]"], exc: EtcdError) -> None:
+    def _unavailable(
+        self, batch: Changes, waiters: list["asyncio.Future[None]"], exc: EtcdError
+    ) -> None:
         now = self._clock()
         if self._failed_at is None:
             self._failed_at = now
@@ -226,16 +228,22 @@ class EtcdStore:
             exc,
             self.retry_interval,
         )
-        self._drop(waiters, StoreError(f"etcd did not commit the change: {exc}"))
+        self._drop(batch, waiters, StoreError(f"etcd did not commit the change: {exc}"))
 
-    def _drop(self, waiters: list["asyncio.Future[None]"], error: StoreError) -> None:
-        """The batch failed: what was queued behind it was built on it and goes too;
-        memory goes back to the mirror (with everything the watch brought)."""
+    def _drop(
+        self, batch: Changes, waiters: list["asyncio.Future[None]"], error: StoreError
+    ) -> None:
+        """The batch failed: what was queued behind it was built on it and goes too.
+        Memory takes what the watch brought, then the mirror's version of every object
+        those changes touched: it holds what etcd does again, without a full reload."""
         waiters += self._waiters
+        touched = {*batch, *self._pending}
         self._pending, self._waiters = {}, []
         self._stale.clear()
-        self._apply_arrived(to_memory=False)
-        if self._undo is not None:
+        self._apply_arrived()
+        if self._remote is not None:
+            self._remote([(ref, self._records.get(ref)) for ref in touched])
+        elif self._undo is not None:
             self._undo()
         for waiter in waiters:
             if not waiter.done():
@@ -302,7 +310,7 @@ class EtcdStore:
         if self._undo is not None:
             self._undo()
 
-    def _apply_arrived(self, to_memory: bool = True) -> None:
+    def _apply_arrived(self) -> None:
         """Take the watch events into the mirror, and other replicas' changes into
         memory: a key this replica has a change pending for is not applied but marked,
         so that change fails rather than overwrite the newer one."""
@@ -322,7 +330,7 @@ class EtcdStore:
                 self._stale.add(ref)
             else:
                 changed[ref] = record
-        if changed and to_memory and self._remote is not None:
+        if changed and self._remote is not None:
             self._remote(list(changed.items()))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

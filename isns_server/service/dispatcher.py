@@ -49,7 +49,7 @@ CHANGING = frozenset(
 Reply = Callable[[Message], None]
 # Times a request whose change lost to another server's (a shared etcd store) runs again
 # before it is answered Internal Error.
-CONFLICT_RETRIES = 3
+CONFLICT_RETRIES = 10
 
 
 class Dispatcher:
