@@ -18,6 +18,7 @@ from ..isnsp.codec import encode_message
 from ..isnsp.errors import MessageFormatError
 from ..isnsp.heartbeat import Heartbeat, ServerAddress, decode_heartbeat, heartbeat_message
 from ..isnsp.messages import Message
+from ..schedule import Sleep
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,17 @@ def heartbeat_socket(destination: ListenAddress, source_host: str) -> socket.soc
 class HeartbeatSender:
     """Every `interval` seconds, one Heartbeat naming `server` to `destination`."""
 
-    def __init__(self, destination: ListenAddress, interval: int, server: ListenAddress) -> None:
+    def __init__(
+        self,
+        destination: ListenAddress,
+        interval: int,
+        server: ListenAddress,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.destination = destination
         self.interval = interval
         self.server = server
+        self.sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -98,7 +106,7 @@ class HeartbeatSender:
                 message = heartbeat_message(heartbeat, counter & 0xFFFF)
                 for pdu in encode_message(message):
                     transport.sendto(pdu)
-                await asyncio.sleep(self.interval)
+                await self.sleep(self.interval)
         finally:
             transport.close()
 

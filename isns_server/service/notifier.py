@@ -21,6 +21,7 @@ from ..isnsp.messages import address_text
 from ..logthrottle import LogThrottle
 from ..metrics import IsnsMetrics
 from ..registry import Notification
+from ..schedule import Sleep, doubling
 from .outbound import Outbound
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Notifier:
         last_heard: Callable[[str], float | None] | None = None,
         clock: Callable[[], float] = time.time,
         metrics: IsnsMetrics | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.outbound = outbound
         self.metrics = metrics
@@ -54,6 +56,7 @@ class Notifier:
         self.pause = pause
         self.last_heard = last_heard
         self.clock = clock
+        self.sleep = sleep
         self.started = clock()
         self._undelivered = LogThrottle(log, LOG_INTERVAL)
         # Each notification with whether its recipient was silent since the start.
@@ -113,7 +116,7 @@ class Notifier:
     async def _deliver(self, notification: Notification, silent_since_start: bool) -> None:
         for attempt in range(self.retries):
             if attempt:
-                await asyncio.sleep(self.pause * 2 ** (attempt - 1))
+                await self.sleep(doubling(attempt - 1, self.pause))
             for address, port in notification.destinations:
                 answer = await self.outbound.request(
                     notification.message, address, port, self.timeout

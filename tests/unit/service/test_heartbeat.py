@@ -1,16 +1,28 @@
-"""The heartbeat socket: multicast only with TTL 1 out of a chosen interface; the log of
-heartbeats received."""
+"""The heartbeat socket: multicast only with TTL 1 out of a chosen interface; the sender's
+beats and pauses; the log of heartbeats received."""
 
 import socket
 from ipaddress import ip_address
+from typing import Any
 
 import pytest
 
 from isns_server.config import ListenAddress
+from isns_server.isnsp.codec import DatagramDecoder
 from isns_server.isnsp.constants import FunctionId
-from isns_server.isnsp.heartbeat import Heartbeat, ServerAddress, heartbeat_message
+from isns_server.isnsp.heartbeat import (
+    Heartbeat,
+    ServerAddress,
+    decode_heartbeat,
+    heartbeat_message,
+)
 from isns_server.isnsp.messages import Message
-from isns_server.service.heartbeat import HeartbeatError, HeartbeatMonitor, heartbeat_socket
+from isns_server.service.heartbeat import (
+    HeartbeatError,
+    HeartbeatMonitor,
+    HeartbeatSender,
+    heartbeat_socket,
+)
 
 GROUP = ListenAddress("239.255.0.1", 3205)  # only connected to: a UDP connect sends nothing
 SENDER = ip_address("127.0.0.9")
@@ -58,3 +70,48 @@ def test_received_heartbeats_are_logged_once_per_server(caplog: pytest.LogCaptur
         ("DEBUG", "Heartbeat from iSNS server 127.0.0.9 (TC"),
         ("WARNING", "ignored a malformed Heartbeat from 127.0"),
     ]
+
+
+class Stop(Exception):
+    """Ends the sender's loop from its injected sleep."""
+
+
+class Recorder:
+    """The sender's transport and sleep in one: what it did, in order, with no socket
+    and no wall clock; the third pause ends the loop."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.closed = False
+
+    def sendto(self, pdu: bytes) -> None:
+        message = DatagramDecoder().receive_datagram(pdu, ("127.0.0.1", 3205))
+        assert message is not None
+        self.events.append(("beat", decode_heartbeat(message.payload or b"")))
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def sleep(self, seconds: float) -> None:
+        self.events.append(("pause", seconds))
+        if len(self.events) == 6:
+            raise Stop
+
+
+async def test_the_sender_beats_then_pauses_for_the_interval() -> None:
+    recorder = Recorder()
+    server = ListenAddress("127.0.0.1", 3205)
+    sender = HeartbeatSender(GROUP, 30, server, sleep=recorder.sleep)
+    active = ServerAddress(ip_address("127.0.0.1"), 3205, 3205)
+    with pytest.raises(Stop):
+        await sender._run(recorder, active)  # type: ignore[arg-type]
+    beat = [("beat", Heartbeat(active, 30, counter)) for counter in range(3)]
+    assert recorder.events == [
+        beat[0],
+        ("pause", 30),
+        beat[1],
+        ("pause", 30),
+        beat[2],
+        ("pause", 30),
+    ]
+    assert recorder.closed

@@ -1,7 +1,6 @@
-"""SCN delivery: first answering port wins, bounded retries, bounded queues, and a dead
-recipient never delays another."""
+"""SCN delivery: first answering port wins, bounded retries paused by the schedule,
+bounded queues, and a dead recipient never delays another."""
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,12 +9,13 @@ from ipaddress import IPv4Address
 import pytest
 
 from isns_server.isnsp.constants import Flags, FunctionId, Status, Tag
-from isns_server.isnsp.messages import Attribute, Message, PortNumber
+from isns_server.isnsp.messages import Attribute, IPAddress, Message, PortNumber
 from isns_server.registry import Notification
 from isns_server.service import notifier as notifier_module
 from isns_server.service.notifier import Notifier
 from isns_server.service.outbound import Outbound
 
+from ...polling import eventually
 from .test_outbound import udp_peer
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -35,10 +35,29 @@ async def outbound() -> AsyncIterator[Outbound]:
     await outbound.close()
 
 
-async def settle(notifier: Notifier, within: float = 5) -> None:
-    async with asyncio.timeout(within):
-        while notifier._workers:  # delivery done, one way or the other
-            await asyncio.sleep(0.01)
+class Unanswered(Outbound):
+    """No SCN port ever answers; no socket is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[IPAddress, int]] = []
+
+    async def request(
+        self, message: Message, address: IPAddress, port: PortNumber, timeout: float
+    ) -> Message | None:
+        self.sent.append((address, port.port))
+        return None
+
+
+class Pauses(list[float]):
+    """An injected sleep: records each pause and returns at once."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+async def settle(notifier: Notifier) -> None:
+    await eventually(lambda: not notifier._workers, what="SCN delivery to end", within=5)
 
 
 async def test_the_first_port_that_answers_takes_it(outbound: Outbound) -> None:
@@ -55,16 +74,27 @@ async def test_the_first_port_that_answers_takes_it(outbound: Outbound) -> None:
 
 
 async def test_an_undeliverable_scn_is_retried_then_dropped_with_a_warning(
-    outbound: Outbound, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dead, port = await udp_peer(answer=False)
-    notifier = Notifier(outbound, retries=3, timeout=0.05, pause=0.01)
-    notifier.submit([notification("iqn.x:a", port)])
+    outbound, pauses = Unanswered(), Pauses()
+    notifier = Notifier(outbound, retries=3, sleep=pauses)
+    notifier.submit([notification("iqn.x:a", 5001)])
     await settle(notifier)
-    assert len(dead.received) == 3
-    assert "SCN for iqn.x:a not delivered: no answer from its SCN port (127.0.0.1:" in caplog.text
+    assert outbound.sent == [(LOOPBACK, 5001)] * 3
+    assert pauses == [notifier_module.RETRY_PAUSE, 2 * notifier_module.RETRY_PAUSE]
+    assert "SCN for iqn.x:a not delivered: no answer from its SCN port (127.0.0.1:5001/udp)" in (
+        caplog.text
+    )
     assert "after 3 attempts" in caplog.text
-    dead.transport.close()
+
+
+async def test_each_round_tries_every_port_and_the_pause_doubles() -> None:
+    outbound, pauses = Unanswered(), Pauses()
+    notifier = Notifier(outbound, retries=5, pause=0.25, sleep=pauses)
+    notifier.submit([notification("iqn.x:a", 5001, 5002)])
+    await settle(notifier)
+    assert outbound.sent == [(LOOPBACK, 5001), (LOOPBACK, 5002)] * 5
+    assert pauses == [0.25, 0.5, 1.0, 2.0]  # none before the first round
 
 
 async def test_a_dead_recipient_delays_only_itself(
@@ -80,9 +110,7 @@ async def test_a_dead_recipient_delays_only_itself(
     assert len(notifier._queues["iqn.x:dead"]) == notifier_module.QUEUE_LIMIT
     assert caplog.text.count("are piling up") == 1
     notifier.submit([notification("iqn.x:alive", alive_port)])
-    async with asyncio.timeout(0.5):
-        while not alive.received:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: alive.received, what="the live recipient's SCN", within=0.5)
     await notifier.close()
     dead.transport.close()
     alive.transport.close()

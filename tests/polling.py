@@ -1,0 +1,106 @@
+"""Waiting in tests for something another process or task does: poll a probe until its
+value passes a check, for a bounded time, and fail naming what was awaited and the last
+value seen. `eventually` is for async tests (the probe may be sync or async),
+`eventually_sync` for sync ones; never a fixed sleep before an assertion."""
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+_T = TypeVar("_T")
+
+WITHIN = 10.0  # seconds before giving up
+EVERY = 0.05  # seconds between probes
+
+
+class _Deadline:
+    """The bookkeeping both forms share: the time limit and the last value seen."""
+
+    def __init__(self, what: str, within: float) -> None:
+        self.what = what
+        self.within = within
+        self.at = time.monotonic() + within
+        self.last: object = "nothing yet"
+
+    def give_up_if_late(self) -> None:
+        if time.monotonic() >= self.at:
+            raise AssertionError(
+                f"waited {self.within:g} s for {self.what}; last seen: {self.last!r}"
+            )
+
+
+@overload
+async def eventually(
+    probe: Callable[[], Awaitable[_T]],
+    ok: Callable[[_T], object] = ...,
+    *,
+    what: str,
+    within: float = ...,
+    every: float = ...,
+    ignoring: tuple[type[Exception], ...] = ...,
+) -> _T: ...
+
+
+@overload
+async def eventually(
+    probe: Callable[[], _T],
+    ok: Callable[[_T], object] = ...,
+    *,
+    what: str,
+    within: float = ...,
+    every: float = ...,
+    ignoring: tuple[type[Exception], ...] = ...,
+) -> _T: ...
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    ok: Callable[[Any], object] = bool,
+    *,
+    what: str,
+    within: float = WITHIN,
+    every: float = EVERY,
+    ignoring: tuple[type[Exception], ...] = (),
+) -> Any:
+    """The first value of `probe()` (awaited if it is a coroutine) for which `ok` is true.
+    Exceptions of the `ignoring` types count as a value not there yet."""
+    deadline = _Deadline(what, within)
+    while True:
+        try:
+            value: Any = probe()
+            if inspect.isawaitable(value):
+                value = await value
+        except ignoring as exc:
+            deadline.last = exc
+        else:
+            if ok(value):
+                return value
+            deadline.last = value
+        deadline.give_up_if_late()
+        await asyncio.sleep(every)
+
+
+def eventually_sync(
+    probe: Callable[[], _T],
+    ok: Callable[[_T], object] = bool,
+    *,
+    what: str,
+    within: float = WITHIN,
+    every: float = EVERY,
+    ignoring: tuple[type[Exception], ...] = (),
+) -> _T:
+    """`eventually` for a test without an event loop: the probe blocks its thread."""
+    deadline = _Deadline(what, within)
+    while True:
+        try:
+            value = probe()
+        except ignoring as exc:
+            deadline.last = exc
+        else:
+            if ok(value):
+                return value
+            deadline.last = value
+        deadline.give_up_if_late()
+        time.sleep(every)
