@@ -1,0 +1,243 @@
+"""EtcdStore and Leadership against an in-memory stand-in for etcd's KV, watch and leases
+(no etcd, no sockets): compare-and-swap, own writes not applied twice, another
+replica's change to a key with a change pending, etcd unreachable, leader election."""
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from isns_server.replication import etcd_wire as wire
+from isns_server.replication.etcd_store import EtcdStore, record_key, record_ref
+from isns_server.replication.etcd_wire import EtcdError, Event, KeyValue
+from isns_server.service.leadership import Leadership
+from isns_server.store import Record, Ref, StoreConflict, StoreError
+
+PREFIX = "/t/"
+A: Ref = ("entity", "a")
+B: Ref = ("entity", "b")
+
+
+class FakeEtcd:
+    """One etcd: keys with mod revisions, transactions with MOD/CREATE/LEASE compares,
+    watchers fed every change, leases that run out when told."""
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.kvs: dict[bytes, tuple[bytes, int, int, int]] = {}  # value, mod, create, lease
+        self.watchers: list[asyncio.Queue[wire.WatchAnswer]] = []
+        self.down = False
+        self.leases: set[int] = set()
+        self.endpoints = ["http://fake"]
+
+    def _commit(self, events: list[Event]) -> None:
+        for queue in self.watchers:
+            queue.put_nowait(wire.WatchAnswer(self.revision, tuple(events)))
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
+        """Another writer's put: the new revision."""
+        self.revision += 1
+        created = self.kvs.get(key, (b"", 0, self.revision, 0))[2]
+        self.kvs[key] = (value, self.revision, created, lease)
+        self._commit([Event(KeyValue(key, value, self.revision, lease), False)])
+        return self.revision
+
+    async def txn(
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: Any = None
+    ) -> wire.TxnAnswer:
+        if self.down:
+            raise EtcdError("no quorum")
+        for c in compare:
+            key = _key(c["key"])
+            value, mod, created, lease = self.kvs.get(key, (b"", 0, 0, 0))
+            actual = {"MOD": mod, "CREATE": created, "LEASE": lease}[c["target"]]
+            wanted = int(c.get("mod_revision", c.get("create_revision", c.get("lease", 0))))
+            if actual != wanted:
+                return wire.TxnAnswer(False, self.revision)
+        if not success:
+            return wire.TxnAnswer(True, self.revision)
+        self.revision += 1
+        events = []
+        for op in success:
+            if "request_put" in op:
+                put = op["request_put"]
+                key, value = _key(put["key"]), _key(put["value"])
+                lease = int(put.get("lease", 0))
+                created = self.kvs.get(key, (b"", 0, self.revision, 0))[2]
+                self.kvs[key] = (value, self.revision, created, lease)
+                events.append(Event(KeyValue(key, value, self.revision, lease), False))
+            else:
+                key = _key(op["request_delete_range"]["key"])
+                self.kvs.pop(key, None)
+                events.append(Event(KeyValue(key, b"", self.revision), True))
+        self._commit(events)
+        return wire.TxnAnswer(True, self.revision)
+
+    async def range(
+        self, key: bytes, end: bytes, revision: int = 0, limit: int = 0
+    ) -> wire.RangeAnswer:
+        if self.down:
+            raise EtcdError("no quorum")
+        kvs = tuple(KeyValue(k, v[0], v[1]) for k, v in sorted(self.kvs.items()) if key <= k < end)
+        return wire.RangeAnswer(kvs, self.revision, False)
+
+    async def range_prefix(self, prefix: bytes) -> AsyncIterator[tuple[KeyValue, int]]:
+        answer = await self.range(prefix, wire.prefix_end(prefix))
+        for kv in answer.kvs:
+            yield kv, answer.revision
+
+    async def watch(
+        self, key: bytes, end: bytes, start_revision: int
+    ) -> AsyncIterator[wire.WatchAnswer]:
+        queue: asyncio.Queue[wire.WatchAnswer] = asyncio.Queue()
+        self.watchers.append(queue)
+        yield wire.WatchAnswer(self.revision, (), created=True)
+        while True:
+            yield await queue.get()
+
+    async def lease_grant(self, ttl: int) -> int:
+        if self.down:
+            raise EtcdError("no quorum")
+        lease = len(self.leases) + 100
+        self.leases.add(lease)
+        return lease
+
+    async def lease_keepalive(self, lease: int) -> int:
+        if self.down:
+            raise EtcdError("no quorum")
+        return 5 if lease in self.leases else 0
+
+    async def lease_revoke(self, lease: int) -> None:
+        self.expire(lease)
+
+    def expire(self, lease: int) -> None:
+        """The lease ran out: it and its keys are gone."""
+        self.leases.discard(lease)
+        for key in [k for k, v in self.kvs.items() if v[3] == lease]:
+            del self.kvs[key]
+
+    async def close(self) -> None:
+        pass
+
+
+def _key(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def started(etcd: FakeEtcd) -> tuple[EtcdStore, list[list[tuple[Ref, Record | None]]]]:
+    store = EtcdStore(etcd, PREFIX, retry_interval=0.01)  # type: ignore[arg-type]
+    await store.catch_up()
+    applied: list[list[tuple[Ref, Record | None]]] = []
+    store.start(applied.append)
+    await settle()
+    return store, applied
+
+
+def test_keys_and_refs_both_ways_and_garbage_is_no_record() -> None:
+    prefix = PREFIX.encode()
+    for ref in (A, ("dd", 3), ("counters", "next-index"), ("audit", (1, "x"))):
+        assert record_ref(prefix, record_key(prefix, ref)) == ref
+    assert record_ref(prefix, b"/t/leader") is None
+    assert record_ref(prefix, b"/t/r/entity/{not json") is None
+    assert record_ref(prefix, b'/other/r/entity/"a"') is None
+
+
+async def test_a_write_commits_and_its_own_watch_event_is_not_applied_again() -> None:
+    etcd = FakeEtcd()
+    store, applied = await started(etcd)
+    await store.submit({A: {"eid": "a"}})
+    assert json.loads(etcd.kvs[record_key(PREFIX.encode(), A)][0]) == {"eid": "a"}
+    await settle()
+    assert applied == []  # its own change: memory has it already
+    assert store.load() == [(A, {"eid": "a"})]
+    etcd.put(record_key(PREFIX.encode(), B), b'{"eid":"b"}')
+    await settle()
+    assert applied == [[(B, {"eid": "b"})]]
+    await store.close()
+
+
+async def test_a_write_over_another_replicas_newer_change_fails_and_memory_gets_theirs() -> None:
+    etcd = FakeEtcd()
+    store, applied = await started(etcd)
+    undone: list[bool] = []
+    store.on_write_failed(lambda: undone.append(True))
+    # Another replica writes A after this one read it, before this one's write goes out.
+    etcd.put(record_key(PREFIX.encode(), A), b'{"eid":"a","theirs":1}')
+    pending = store.submit({A: {"eid": "a", "mine": 1}, B: {"eid": "b"}})
+    with pytest.raises(StoreConflict):
+        await pending
+    assert store.conflicts == 1
+    assert json.loads(etcd.kvs[record_key(PREFIX.encode(), A)][0]) == {"eid": "a", "theirs": 1}
+    assert record_key(PREFIX.encode(), B) not in etcd.kvs  # nothing of the batch committed
+    # Memory is given etcd's version of everything the lost batch touched.
+    assert dict(applied[-1]) == {A: {"eid": "a", "theirs": 1}, B: None}
+    assert undone == []  # no full reload needed
+    await store.submit({B: {"eid": "b"}})  # and the next write goes through
+    assert store.writable
+    await store.close()
+
+
+async def test_etcd_unreachable_refuses_until_a_quorum_read_succeeds() -> None:
+    etcd = FakeEtcd()
+    store, applied = await started(etcd)
+    etcd.down = True
+    with pytest.raises(StoreError) as raised:
+        await store.submit({A: {"eid": "a"}})
+    assert not isinstance(raised.value, StoreConflict)
+    assert not store.writable
+    assert applied[-1] == [(A, None)]  # undone
+    etcd.down = False
+    for _ in range(100):  # bounded: the probe runs every 0.01 s
+        if store.writable:
+            break
+        await asyncio.sleep(0.01)
+    assert store.writable
+    await store.submit({A: {"eid": "a"}})
+    await store.close()
+
+
+async def test_one_leader_and_another_takes_over_when_its_lease_runs_out() -> None:
+    etcd = FakeEtcd()
+    events: list[str] = []
+
+    def replica(name: str) -> Leadership:
+        async def elected() -> None:
+            events.append(f"{name} leads")
+
+        async def deposed() -> None:
+            events.append(f"{name} stops")
+
+        return Leadership(etcd, b"/t/leader", name, 1, elected, deposed)  # type: ignore[arg-type]
+
+    one, two = replica("one"), replica("two")
+    one.start()
+    for _ in range(100):
+        if one.leading:
+            break
+        await asyncio.sleep(0.01)
+    two.start()
+    await asyncio.sleep(0.5)
+    assert (one.leading, two.leading) == (True, False)
+    etcd.expire(one._lease)  # one's process hangs: its lease runs out
+    for _ in range(200):  # within two lease periods
+        if two.leading:
+            break
+        await asyncio.sleep(0.01)
+    assert two.leading
+    for _ in range(100):
+        if not one.leading:
+            break
+        await asyncio.sleep(0.01)
+    assert not one.leading  # it learnt on its next keep-alive and stepped down
+    assert events[0] == "one leads"
+    assert sorted(events[1:]) == ["one stops", "two leads"]
+    await one.stop()
+    await two.stop()
