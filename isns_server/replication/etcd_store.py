@@ -10,8 +10,9 @@ this replica's memory was built on and only then puts or deletes them: of two re
 changing the same entity, DD or index counter at once, one transaction commits and the
 other fails. The loser's changes are undone (once the watch has brought the winner's
 change, every object they touched is put back as the mirror has it) and its requests
-fail with StoreConflict, which the dispatcher answers by running the request again. Like the SQLite store, changes
-that arrive while a transaction is in flight go out together in the next one.
+fail with StoreConflict, which the dispatcher answers by running the request again.
+Like the SQLite store, changes that arrive while a transaction is in flight go out
+together in the next one.
 
 A watch from the revision the replica started at brings every other replica's committed
 change; it is applied to memory between two transactions of this replica, so a change
@@ -19,7 +20,9 @@ is never mistaken for this replica's own or applied over a change of its own in 
 
 When etcd cannot be reached or has no quorum, the transaction fails: its changes are
 undone, its requests answered Internal Error, and the store says it is not writable
-until a read that needs a quorum succeeds again (tried every `retry_interval`).
+until a read that needs a quorum succeeds again (tried every `retry_interval`). Such a
+read also runs every HEALTH_INTERVAL while all is well, so a lost quorum is noticed
+without waiting for a write.
 A transaction whose answer was lost may still have committed: then the watch brings it
 like any other replica's change, and nobody was told it succeeded.
 """
@@ -46,6 +49,7 @@ RemoteChanges = Callable[[list[tuple[Ref, Record | None]]], None]
 RETRY_INTERVAL = 1.0  # seconds between attempts while etcd is unreachable
 LOG_INTERVAL = 60.0  # seconds between log lines about the same failure
 CATCH_UP_TIMEOUT = 5.0  # seconds to wait for the watch to bring a conflicting change
+HEALTH_INTERVAL = 2.0  # seconds between quorum reads while writes work
 
 
 def record_key(prefix: bytes, ref: Ref) -> bytes:
@@ -124,6 +128,7 @@ class EtcdStore:
         gets each of their committed changes, to apply to memory."""
         self._remote = on_remote_change
         self._spawn(self._watch())
+        self._spawn(self._check_quorum())
 
     def load(self) -> list[tuple[Ref, Record]]:
         return list(self.records())
@@ -211,6 +216,10 @@ class EtcdStore:
     def _unavailable(
         self, batch: Changes, waiters: list["asyncio.Future[None]"], exc: EtcdError
     ) -> None:
+        self._no_quorum(exc)
+        self._drop(batch, waiters, StoreError(f"etcd did not commit the change: {exc}"))
+
+    def _no_quorum(self, exc: EtcdError) -> None:
         now = self._clock()
         if self._failed_at is None:
             self._failed_at = now
@@ -219,16 +228,25 @@ class EtcdStore:
             logging.ERROR,
             "write",
             now,
-            "cannot write the registry to %s: %s. Every change not yet committed was undone "
-            "and its request answered Internal Error; changes are refused until etcd "
-            "answers with a quorum again (tried every %g s); queries are answered from "
-            "memory, which may be stale: check that a majority of the etcd members run and "
-            "reach each other",
+            "cannot write the registry to %s: %s. Changes not yet committed were undone and "
+            "answered Internal Error; changes are refused until etcd answers with a quorum "
+            "again (tried every %g s); queries are answered from memory, which may be "
+            "stale: check that a majority of the etcd members run and reach each other",
             self.where,
             exc,
             self.retry_interval,
         )
-        self._drop(batch, waiters, StoreError(f"etcd did not commit the change: {exc}"))
+
+    async def _check_quorum(self) -> None:
+        """While writes work, a read that needs a quorum every HEALTH_INTERVAL: an etcd
+        that lost its quorum is noticed (and /readyz says stale) without a write."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            if self._failed_at is None:
+                try:
+                    await self.client.range(self.prefix + b"leader", b"", limit=1)
+                except EtcdError as exc:
+                    self._no_quorum(exc)
 
     def _drop(
         self, batch: Changes, waiters: list["asyncio.Future[None]"], error: StoreError
@@ -263,7 +281,7 @@ class EtcdStore:
         while self._failed_at is not None:
             await asyncio.sleep(self.retry_interval)
             try:
-                await self.client.range(self.prefix, b"", limit=1)
+                await self.client.range(self.prefix + b"leader", b"", limit=1)
             except EtcdError:
                 continue
             self._succeeded()
