@@ -7,7 +7,6 @@ leader dies."""
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -23,6 +22,7 @@ from isns_server.isnsp.messages import Attribute, Message, PortNumber
 from ..conftest import ADMIN
 from ..etcd_cluster import EtcdCluster
 from ..peers import require
+from ..polling import WITHIN, eventually, eventually_sync
 from ..processes import THIS_CHECKOUT, OurServer, free_port, wait_for_port
 from .test_notifications import (
     FAST_TIMERS,
@@ -39,7 +39,6 @@ from .test_notifications import register as notify_register
 CLIENTS = 8
 KILL_AFTER_ACKS = 200
 PER_CLIENT_LIMIT = 1000  # bounds the load loop even if the kill never happens
-VISIBLE_WITHIN = 10.0  # seconds the polls below wait for a change to reach a replica
 LEASE_TTL = 2  # seconds: the leader's lease, short so that takeover is quick
 
 
@@ -118,14 +117,25 @@ async def registered(port: int, names: list[str]) -> set[str]:
 
 async def eventually_registered(port: int, names: list[str], present: bool = True) -> set[str]:
     """Poll (bounded) until `names` are all listed (or, not `present`, none is)."""
-    deadline = time.monotonic() + VISIBLE_WITHIN
-    while True:
-        found = await registered(port, names)
-        if (found == set(names)) if present else not found:
-            return found
-        if time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.05)
+    return await eventually(
+        lambda: registered(port, names),
+        lambda found: found == (set(names) if present else set()),
+        what=f"{len(names)} names {'listed' if present else 'gone'} on 127.0.0.1:{port}",
+    )
+
+
+async def dev_attr_reg_until_accepted(
+    port: int, name: str, eid: str, address: IPv4Address, within: float = WITHIN
+) -> Message:
+    """DevAttrReg again (bounded) until it is Successful: while etcd elects a leader or
+    regains its quorum a change may be refused."""
+    return await eventually(
+        lambda: dev_attr_reg(port, name, eid, address),
+        lambda answer: answer.status == Status.SUCCESSFUL,
+        what=f"{name} accepted by 127.0.0.1:{port}",
+        within=within,
+        every=0.2,
+    )
 
 
 async def dd_ids_named(port: int, name: str) -> list[int]:
@@ -194,10 +204,11 @@ async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
         assert statuses == [Status.SUCCESSFUL, Status.INVALID_REGISTRATION], statuses
     for server in three:
         for name in names:
-            deadline = time.monotonic() + VISIBLE_WITHIN
-            while len(ids := await dd_ids_named(server.port, name)) != 1:
-                assert time.monotonic() < deadline, (name, ids)
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda s=server, n=name: dd_ids_named(s.port, n),  # type: ignore[misc]
+                lambda ids: len(ids) == 1,
+                what=f"one DD named {name} on 127.0.0.1:{server.port}",
+            )
 
 
 async def register_until_killed(port: int, client: int, acked: list[str]) -> None:
@@ -245,30 +256,20 @@ async def test_registrations_go_on_after_an_etcd_member_dies(
     etcd.members[0].kill()  # the member replica 0 prefers
     names = [f"iqn.2026-11.org.example.test:after-kill-{i}" for i in range(3)]
     for i, (server, name) in enumerate(zip(three, names, strict=True)):
-        # While the two left elect a new raft leader a write may be refused: bounded retry.
-        deadline = time.monotonic() + VISIBLE_WITHIN
-        while True:
-            address = IPv4Address(0x7F000100 + i)
-            answer = await dev_attr_reg(server.port, name, f"after-{i}", address)
-            if answer.status == Status.SUCCESSFUL or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        assert answer.status == Status.SUCCESSFUL, (server.port, answer)
+        address = IPv4Address(0x7F000100 + i)
+        await dev_attr_reg_until_accepted(server.port, name, f"after-{i}", address)
     for server in three:
         assert await eventually_registered(server.port, names) == set(names)
 
 
 def leader(servers: list[OurServer]) -> OurServer:
-    """The replica whose log says it leads now (polled, bounded)."""
-    deadline = time.monotonic() + VISIBLE_WITHIN
-    while True:
-        leading = [
-            s for s in servers if s.log().count("now leads") > s.log().count("stopped leading")
-        ]
-        if len(leading) == 1:
-            return leading[0]
-        assert time.monotonic() < deadline, f"{len(leading)} replicas lead"
-        time.sleep(0.05)
+    """The one replica whose log says it leads now (polled, bounded)."""
+
+    def leading() -> list[OurServer]:
+        return [s for s in servers if s.log().count("now leads") > s.log().count("stopped leading")]
+
+    (found,) = eventually_sync(leading, lambda found: len(found) == 1, what="one leader")
+    return found
 
 
 async def test_when_the_leader_dies_another_expires_entities_and_sends_the_scns(
@@ -349,13 +350,9 @@ async def test_without_quorum_queries_are_answered_and_changes_refused(
         # known to be done", as with any store that can lose its answer.
         for member in etcd.members[1:]:
             etcd.restart(member)
-        deadline = time.monotonic() + 3 * VISIBLE_WITHIN
-        while True:
-            answer = await dev_attr_reg(server.port, names[2], "q2", IPv4Address("127.0.1.3"))
-            if answer.status == Status.SUCCESSFUL or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        assert answer.status == Status.SUCCESSFUL
+        await dev_attr_reg_until_accepted(
+            server.port, names[2], "q2", IPv4Address("127.0.1.3"), within=3 * WITHIN
+        )
         assert await registered(server.port, names) >= {names[0], names[2]}
     finally:
         server.stop()
