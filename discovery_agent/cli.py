@@ -4,7 +4,7 @@ fed from a remote iSNS server. Reads the same YAML as isns-server; uses its `slp
 
 import sys
 
-from isns_server import command
+from isns_server import launcher
 from isns_server.config import Config
 
 from .service import DiscoveryAgentService, node_name, standalone_endpoints
@@ -27,7 +27,7 @@ def nothing_to_run(config: Config) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command.main(
+    return launcher.main(
         "discovery-agent",
         "SLPv2 directory agent (RFC 2608, RFC 4018) and DNS-SD advertiser that mirror an "
         "iSNS server's registry (default 127.0.0.1:3205).",

@@ -25,13 +25,13 @@ from .config.schema import SlpSection
 from .isnsp.constants import Status
 from .isnsp.messages import Message
 from .metrics import Metrics
+from .portal.self_registration import RegistryCall
+from .portal.server import PortalServer
 from .registry import Policy, Registry
 from .replication.etcd_store import EtcdStore, open_etcd_store
 from .service import Dispatcher, IsnsService
 from .service.replica import Replica
 from .store import Record, Ref, SqliteStore, Store, StoreError, check_writable, open_store
-from .target.registration import RegistryCall
-from .target.server import PortalServer
 
 log = logging.getLogger("isns_server")
 

@@ -2,20 +2,20 @@
 
 import sys
 
-from . import command
+from . import launcher
 from .api.auth import TokenError
 from .app import Application, store_problem
 from .replication import migrate
+from .scsi import BackstoreError
 from .service import ListenError
 from .store import StoreError
-from .target.scsi import BackstoreError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["migrate"]:  # isns-server migrate --from-sqlite DIR
         return migrate.main(args[1:])
-    return command.main(
+    return launcher.main(
         "isns-server",
         "iSNS name server (RFC 4171) with SendTargets portal and discovery agents. "
         "Runs on embedded defaults when no configuration file is given. "

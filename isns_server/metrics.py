@@ -25,9 +25,9 @@ from .isnsp.constants import FunctionId, NodeType, Status
 
 if TYPE_CHECKING:
     from .isnsp.messages import Message
+    from .portal.session.tasks import ScsiTask
     from .registry import Registry
-    from .target.scsi import LogicalUnit, ScsiResult
-    from .target.tasks import ScsiTask
+    from .scsi import LogicalUnit, ScsiResult
 
 # Seconds: an iSNS query answers in tens of microseconds, a registration waits for an fsync.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

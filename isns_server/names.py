@@ -1,6 +1,7 @@
 """iSCSI name syntax (RFC 3720 3.2.6.3, RFC 3722)."""
 
 import re
+import unicodedata
 
 MAX_ISCSI_NAME_BYTES = 223
 
@@ -25,3 +26,8 @@ def iscsi_name_problem(name: str) -> str | None:
     if not any(form.fullmatch(name) for form in _FORMS):
         return "expected iqn.YYYY-MM.reversed.domain[:identifier], eui.<16 hex> or naa.<16|32 hex>"
     return None
+
+
+def normalize_name(name: str) -> str:
+    """iSCSI names and EIDs are compared after stringprep/nameprep (RFC 4171 5.6.2): case-folded."""
+    return name.lower() if name.isascii() else unicodedata.normalize("NFKC", name.casefold())

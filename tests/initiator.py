@@ -5,10 +5,10 @@ import itertools
 import socket
 from typing import Any
 
-from isns_server.target.iscsi.codec import PduReader, encode_pdu
-from isns_server.target.iscsi.constants import LoginStage
-from isns_server.target.iscsi.pdu import LoginRequest, LoginResponse, Pdu
-from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.portal.iscsi.codec import PduReader, encode_pdu
+from isns_server.portal.iscsi.constants import LoginStage
+from isns_server.portal.iscsi.pdu import LoginRequest, LoginResponse, Pdu
+from isns_server.portal.iscsi.text import decode_text, encode_text
 
 ISID = bytes.fromhex("400001370000")  # for a test that needs the same I_T nexus again
 Pair = tuple[str, str]

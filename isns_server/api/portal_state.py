@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from ..config import Config
 from ..isnsp.messages import PortNumber
-from ..registry.objects import normalize_name
-from ..target.server import PortalServer
+from ..names import normalize_name
+from ..portal.server import PortalServer
 from .context import Json, PortalState
 from .views import portal_text
 

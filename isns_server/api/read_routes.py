@@ -6,7 +6,8 @@ from itertools import takewhile
 from aiohttp import web
 
 from ..isnsp.constants import NodeType
-from ..registry.objects import ObjectType, PGKey, normalize_name
+from ..names import normalize_name
+from ..registry.objects import ObjectType, PGKey
 from .context import context
 from .errors import ApiError
 from .pages import decode_cursor, keys_from, limit_of, page_response

@@ -20,11 +20,11 @@ from typing import Any
 from ..config.schema import ConfigValueError, ListenAddress
 from ..isnsp.constants import DDSetStatus, FunctionId, Status, Tag
 from ..isnsp.messages import Attribute, Message, PortNumber, request
-from ..names import iscsi_name_problem
+from ..names import iscsi_name_problem, normalize_name
 from ..registry import Registry
 from ..registry.database import Database
 from ..registry.insight import NEW_DD, ProposedChange
-from ..registry.objects import PortalKey, normalize_name, portal_key
+from ..registry.objects import PortalKey, portal_key
 from ..service import Dispatcher
 from ..store import StoreError
 from .audit import AuditLog

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..isnsp.constants import DDSetStatus, NodeType
+from ..names import normalize_name
 from .database import Database
-from .objects import normalize_name
 from .policy import Policy
 from .zoning import is_control_node
 

@@ -10,7 +10,6 @@ DevGetNext ordering (3.8: "an implicit internal linear ordering based on the key
 agree.
 """
 
-import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -35,11 +34,6 @@ PortalKey = tuple[bytes, int]
 PGKey = tuple[str, bytes, int]
 
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-
-
-def normalize_name(name: str) -> str:
-    """iSCSI names and EIDs are compared after stringprep/nameprep (5.6.2): case-folded."""
-    return name.lower() if name.isascii() else unicodedata.normalize("NFKC", name.casefold())
 
 
 def normalize_ip(address: IPAddress) -> IPAddress:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from .objects import normalize_name
+from ..names import normalize_name
 
 DEFAULT_REGISTRATION_PERIOD = 900  # seconds
 

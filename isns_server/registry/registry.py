@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterable
 
 from ..isnsp.constants import FunctionId, Status, Tag
 from ..isnsp.messages import Attribute, IPAddress, Message, request, response
+from ..names import normalize_name
 from . import persistence
 from .context import Context, Reply
 from .database import Database
@@ -11,7 +12,6 @@ from .deregistration import dev_dereg
 from .domains import dd_dereg, dd_reg, dds_dereg, dds_reg
 from .liveness import EsiProbe, Liveness, Tick
 from .notifications import notifications, zoning_snapshot
-from .objects import normalize_name
 from .outcome import Journal, Outcome, Ref, Reject
 from .persistence import Record, StoredRef
 from .policy import Policy

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv6Address
 from ..isnsp.attributes import ValueKind, spec_for
 from ..isnsp.constants import FC_TAG_RANGE, Tag
 from ..isnsp.messages import Attribute, AttrValue, PortNumber
+from ..names import normalize_name
 from .objects import (
     DiscoveryDomain,
     ObjectType,
@@ -21,7 +22,6 @@ from .objects import (
     PortalKey,
     RegistryObject,
     normalize_ip,
-    normalize_name,
     object_type,
     portal_address,
     portal_key,

@@ -7,8 +7,9 @@ a restart. Bit positions are RFC 4171's (bit 31 is the least significant), as
 """
 
 from ..isnsp.constants import ScnBitmap, Status, Tag
+from ..names import normalize_name
 from .context import Context, Reply
-from .objects import StorageNode, normalize_name
+from .objects import StorageNode
 from .outcome import Reject, entity_ref
 from .schema import is_fc
 from .zoning import is_control_node

@@ -9,8 +9,9 @@ from ..isnsp.codec import encode_message
 from ..isnsp.constants import HEADER_LENGTH, Flags, FunctionId, Status, Tag
 from ..isnsp.messages import Attribute, Message
 from ..isnsp.pdu import UDP_MAX_PDU_PAYLOAD
+from ..names import normalize_name
 from ..registry import Registry
-from ..registry.objects import normalize_ip, normalize_name
+from ..registry.objects import normalize_ip
 
 # The answer would not fit isns.max_message_size: the query asks for too much at once.
 TOO_LARGE = Status.INVALID_QUERY

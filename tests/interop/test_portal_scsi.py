@@ -18,14 +18,14 @@ import pytest
 from isns_server.client import IsnsClient
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
-from isns_server.target.iscsi.pdu import (
+from isns_server.portal.iscsi.pdu import (
     DataIn,
     ScsiCommand,
     ScsiResponse,
     TextRequest,
     TextResponse,
 )
-from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.portal.iscsi.text import decode_text, encode_text
 
 from ..initiator import RawInitiator
 from ..peers import require

@@ -16,10 +16,10 @@ from discovery_agent.slp.messages import SrvRply, SrvRqst
 from isns_server.isnsp.codec import StreamDecoder, encode_message
 from isns_server.isnsp.constants import FunctionId, Tag
 from isns_server.isnsp.messages import Attribute, Message, request
-from isns_server.target.iscsi.codec import PduReader, encode_pdu
-from isns_server.target.iscsi.constants import LoginStage
-from isns_server.target.iscsi.pdu import LoginRequest, LoginResponse
-from isns_server.target.iscsi.text import encode_text
+from isns_server.portal.iscsi.codec import PduReader, encode_pdu
+from isns_server.portal.iscsi.constants import LoginStage
+from isns_server.portal.iscsi.pdu import LoginRequest, LoginResponse
+from isns_server.portal.iscsi.text import encode_text
 
 from ..conftest import ADMIN
 from ..processes import OurServer, free_port, slp_settings

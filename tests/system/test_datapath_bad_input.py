@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from isns_server.target.iscsi.constants import (
+from isns_server.portal.iscsi.constants import (
     RESERVED_TAG,
     RejectReason,
-    ScsiStatus,
     ServiceResponse,
 )
-from isns_server.target.iscsi.pdu import R2T, DataIn, DataOut, Reject, ScsiCommand, ScsiResponse
-from isns_server.target.scsi.constants import AdditionalSense, SenseKey
+from isns_server.portal.iscsi.pdu import R2T, DataIn, DataOut, Reject, ScsiCommand, ScsiResponse
+from isns_server.scsi.constants import AdditionalSense, ScsiStatus, SenseKey
 
 from ..initiator import RawInitiator
 from ..processes import OurServer

@@ -8,9 +8,9 @@ import os
 import struct
 from pathlib import Path
 
-from isns_server.target.iscsi.constants import ScsiStatus
-from isns_server.target.iscsi.pdu import R2T, DataIn, DataOut, ScsiCommand, ScsiResponse
-from isns_server.target.iscsi.text import decode_text
+from isns_server.portal.iscsi.pdu import R2T, DataIn, DataOut, ScsiCommand, ScsiResponse
+from isns_server.portal.iscsi.text import decode_text
+from isns_server.scsi.constants import ScsiStatus
 
 from ..initiator import RawInitiator
 from ..processes import OurServer

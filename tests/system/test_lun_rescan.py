@@ -9,9 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from isns_server.target.iscsi.constants import ScsiStatus
-from isns_server.target.iscsi.pdu import AsyncMessage, DataIn, ScsiCommand, ScsiResponse
-from isns_server.target.scsi.constants import AdditionalSense, SenseKey
+from isns_server.portal.iscsi.pdu import AsyncMessage, DataIn, ScsiCommand, ScsiResponse
+from isns_server.scsi.constants import AdditionalSense, ScsiStatus, SenseKey
 
 from ..initiator import RawInitiator
 from ..peers import require

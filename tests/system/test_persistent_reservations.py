@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isns_server.target.iscsi.constants import ScsiStatus
-from isns_server.target.iscsi.pdu import DataIn, ScsiCommand, ScsiResponse
+from isns_server.portal.iscsi.pdu import DataIn, ScsiCommand, ScsiResponse
+from isns_server.scsi.constants import ScsiStatus
 
 from ..initiator import ISID, RawInitiator
 from ..processes import OurServer

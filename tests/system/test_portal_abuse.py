@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from isns_server.target.iscsi.constants import ScsiStatus
-from isns_server.target.iscsi.pdu import R2T, DataOut, ScsiResponse
-from isns_server.target.scsi.constants import AdditionalSense, SenseKey
+from isns_server.portal.iscsi.pdu import R2T, DataOut, ScsiResponse
+from isns_server.scsi.constants import AdditionalSense, ScsiStatus, SenseKey
 
 from ..initiator import RawInitiator
 from ..processes import OurServer

@@ -12,10 +12,10 @@ import pytest
 from isns_server.client import IsnsClient
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
-from isns_server.target.iscsi import digests
-from isns_server.target.iscsi.codec import encode_pdu
-from isns_server.target.iscsi.constants import LoginStage, LoginStatus, RejectReason
-from isns_server.target.iscsi.pdu import (
+from isns_server.portal.iscsi import digests
+from isns_server.portal.iscsi.codec import encode_pdu
+from isns_server.portal.iscsi.constants import LoginStage, LoginStatus, RejectReason
+from isns_server.portal.iscsi.pdu import (
     LoginRequest,
     LoginResponse,
     LogoutRequest,
@@ -27,7 +27,7 @@ from isns_server.target.iscsi.pdu import (
     TextRequest,
     TextResponse,
 )
-from isns_server.target.iscsi.text import encode_text
+from isns_server.portal.iscsi.text import encode_text
 
 from ..initiator import RawInitiator, texts
 from ..processes import OurServer

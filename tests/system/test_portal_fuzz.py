@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from isns_server.target.iscsi.codec import encode_pdu
-from isns_server.target.iscsi.constants import RESERVED_TAG, LoginStage, ScsiStatus
-from isns_server.target.iscsi.pdu import (
+from isns_server.portal.iscsi.codec import encode_pdu
+from isns_server.portal.iscsi.constants import RESERVED_TAG, LoginStage
+from isns_server.portal.iscsi.pdu import (
     DataOut,
     LoginRequest,
     NopOut,
@@ -23,7 +23,8 @@ from isns_server.target.iscsi.pdu import (
     TextRequest,
     TextResponse,
 )
-from isns_server.target.iscsi.text import encode_text
+from isns_server.portal.iscsi.text import encode_text
+from isns_server.scsi.constants import ScsiStatus
 
 from ..initiator import RawInitiator, texts
 from ..processes import OurServer

@@ -12,28 +12,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # Leaf helpers every layer may use: they import nothing of ours but each other.
-SHARED = ("isns_server.names", "isns_server.netaddr", "isns_server.ratelimit")
+SHARED = (
+    "isns_server.names",
+    "isns_server.netaddr",
+    "isns_server.ratelimit",
+    "isns_server.schedule",
+)
 LOGGING = ("isns_server.logthrottle",)
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     # wire codecs: bytes in, messages out
     "isns_server.isnsp": (),
     "discovery_agent.slp": ("isns_server.ratelimit",),
-    # core (pure)
+    "isns_server.portal.iscsi": (),
+    # core (pure): the SCSI layer knows block units and SAM, nothing of iSCSI or the portal
     "isns_server.registry": ("isns_server.isnsp", *SHARED),
-    "isns_server.target.scsi": (
-        "isns_server.__version__",  # for INQUIRY
-        "isns_server.target.iscsi.constants",  # SAM status; moves out with the portal redesign
-        "isns_server.target.libc",
-        *SHARED,
-    ),
+    "isns_server.scsi": ("isns_server.__version__", "isns_server.libc", *SHARED),  # INQUIRY
     # storage
     "isns_server.store": (*LOGGING, *SHARED),
     "isns_server.replication": ("isns_server.store", "isns_server.config", *LOGGING, *SHARED),
     # shared plumbing
     "isns_server.names": (),
+    "isns_server.libc": (),
     "isns_server.netaddr": (),
     "isns_server.ratelimit": (),
+    "isns_server.schedule": (),
     "isns_server.logthrottle": (),
     "isns_server.admission": ("isns_server.netaddr", *LOGGING),
     "isns_server.config": SHARED,
@@ -50,8 +53,19 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         *LOGGING,
         *SHARED,
     ),
-    "isns_server.target": (
+    # the portal's sans-IO session layer: no sockets, threads or event loop (portal.runtime)
+    "isns_server.portal.session": (
+        "isns_server.portal.iscsi",
+        "isns_server.scsi",
+        "isns_server.isnsp",
+        "isns_server.registry",
+        *LOGGING,
+        *SHARED,
+    ),
+    "isns_server.portal": (
         "isns_server.__version__",
+        "isns_server.scsi",
+        "isns_server.libc",
         "isns_server.isnsp",
         "isns_server.registry",
         "isns_server.service.server",  # listen_problem: one wording for bind errors
@@ -68,7 +82,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "isns_server.registry",
         "isns_server.store",
         "isns_server.service",
-        "isns_server.target",
+        "isns_server.portal",
         "isns_server.config",
         "isns_server.metrics",
         *LOGGING,
@@ -90,7 +104,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 ROOTS = (
     "isns_server.app",
     "isns_server.cli",
-    "isns_server.command",
+    "isns_server.launcher",
     "isns_server.__main__",
     "isns_server.metrics",
     "discovery_agent.cli",
@@ -171,6 +185,11 @@ def test_every_import_follows_the_layering_rules() -> None:
         ("isns_server.service.transport", "discovery_agent.slp", False),
         ("discovery_agent.bridge", "isns_server.registry.database", False),
         ("isns_server.registry.queries", "isns_server.isnsp.codec", True),
+        ("isns_server.scsi.sense", "isns_server.portal.iscsi.constants", False),
+        ("isns_server.scsi.backstore", "isns_server.portal.runtime.heap", False),
+        ("isns_server.portal.session.connection", "isns_server.portal.runtime.workers", False),
+        ("isns_server.portal.iscsi.pdu", "isns_server.scsi.constants", False),
+        ("isns_server.portal.session.tasks", "isns_server.scsi.logical_unit", True),
     ],
 )
 def test_the_rules_refuse_what_the_architecture_forbids(

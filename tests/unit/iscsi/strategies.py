@@ -5,7 +5,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi.pdu import PDU_CLASSES, Ahs, Pdu, Wire
+from isns_server.portal.iscsi.pdu import PDU_CLASSES, Ahs, Pdu, Wire
 
 ALL_PDU_CLASSES = sorted(PDU_CLASSES.values(), key=lambda cls: cls.OPCODE)
 

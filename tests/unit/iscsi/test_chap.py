@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from isns_server.target.iscsi.chap import (
+from isns_server.portal.iscsi.chap import (
     ChapAuthenticator,
     ChapCredentials,
     ChapPolicy,
@@ -15,8 +15,8 @@ from isns_server.target.iscsi.chap import (
     decode_binary,
     encode_binary,
 )
-from isns_server.target.iscsi.constants import LoginStatus
-from isns_server.target.iscsi.keys import LoginError
+from isns_server.portal.iscsi.constants import LoginStatus
+from isns_server.portal.iscsi.keys import LoginError
 
 ALICE = ChapCredentials("alice", b"alicesecret12")
 TARGET = ChapCredentials("tgt", b"targetsecret12")

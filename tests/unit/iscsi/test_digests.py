@@ -2,8 +2,8 @@
 
 import pytest
 
-from isns_server.target.iscsi import PduReader, ScsiCommand, encode_pdu
-from isns_server.target.iscsi.digests import crc32c, data_digest, header_digest
+from isns_server.portal.iscsi import PduReader, ScsiCommand, encode_pdu
+from isns_server.portal.iscsi.digests import crc32c, data_digest, header_digest
 
 # B.4 "An iSCSI - SCSI Read (10) Command PDU", 48 bytes, and its CRC as listed.
 READ10_PDU = bytes.fromhex(

@@ -4,7 +4,7 @@ Where a seed only has tshark's field listing, the expected header is assembled f
 it here byte by byte; the TCP segment lengths of the capture confirm the framing.
 """
 
-from isns_server.target.iscsi import (
+from isns_server.portal.iscsi import (
     LoginRequest,
     LoginResponse,
     LogoutRequest,
@@ -17,7 +17,7 @@ from isns_server.target.iscsi import (
     encode_pdu,
     encode_text,
 )
-from isns_server.target.iscsi.constants import LoginStage, LoginStatus
+from isns_server.portal.iscsi.constants import LoginStage, LoginStatus
 
 ISID = bytes.fromhex("00023d000000")
 

@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi.chap import ChapCredentials, ChapPolicy, decode_binary
-from isns_server.target.iscsi.constants import LoginStage, LoginStatus
-from isns_server.target.iscsi.keys import Digest, LoginError, SessionType
-from isns_server.target.iscsi.login import (
+from isns_server.portal.iscsi.chap import ChapCredentials, ChapPolicy, decode_binary
+from isns_server.portal.iscsi.constants import LoginStage, LoginStatus
+from isns_server.portal.iscsi.keys import Digest, LoginError, SessionType
+from isns_server.portal.iscsi.login import (
     LoginMachine,
     LoginPolicy,
     LoginState,
     TargetRecord,
 )
-from isns_server.target.iscsi.negotiation import NegotiationPolicy, SessionParameters
-from isns_server.target.iscsi.pdu import LoginRequest, LoginResponse, NopOut, TextRequest
-from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.portal.iscsi.negotiation import NegotiationPolicy, SessionParameters
+from isns_server.portal.iscsi.pdu import LoginRequest, LoginResponse, NopOut, TextRequest
+from isns_server.portal.iscsi.text import decode_text, encode_text
 
 from .strategies import pdus_of
 

@@ -8,14 +8,14 @@ choice the RFC leaves open, the test says what we answer instead.
 
 import hashlib
 
-from isns_server.target.iscsi import LoginRequest, LoginResponse, PduReader, TextRequest
-from isns_server.target.iscsi.chap import ChapCredentials, ChapPolicy, decode_binary
-from isns_server.target.iscsi.codec import encode_pdu
-from isns_server.target.iscsi.constants import LoginStage, LoginStatus
-from isns_server.target.iscsi.keys import SessionType
-from isns_server.target.iscsi.login import LoginMachine, LoginPolicy, LoginState, TargetRecord
-from isns_server.target.iscsi.negotiation import NegotiationPolicy
-from isns_server.target.iscsi.text import decode_text, encode_text
+from isns_server.portal.iscsi import LoginRequest, LoginResponse, PduReader, TextRequest
+from isns_server.portal.iscsi.chap import ChapCredentials, ChapPolicy, decode_binary
+from isns_server.portal.iscsi.codec import encode_pdu
+from isns_server.portal.iscsi.constants import LoginStage, LoginStatus
+from isns_server.portal.iscsi.keys import SessionType
+from isns_server.portal.iscsi.login import LoginMachine, LoginPolicy, LoginState, TargetRecord
+from isns_server.portal.iscsi.negotiation import NegotiationPolicy
+from isns_server.portal.iscsi.text import decode_text, encode_text
 
 from .test_golden import (
     LOGIN_REQUEST_BHS,

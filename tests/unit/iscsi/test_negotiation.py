@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi.codec import PduReader
-from isns_server.target.iscsi.constants import LoginStage, LoginStatus
-from isns_server.target.iscsi.keys import (
+from isns_server.portal.iscsi.codec import PduReader
+from isns_server.portal.iscsi.constants import LoginStage, LoginStatus
+from isns_server.portal.iscsi.keys import (
     KEYS,
     Digest,
     KeyType,
@@ -18,12 +18,12 @@ from isns_server.target.iscsi.keys import (
     SessionType,
     parse_numerical,
 )
-from isns_server.target.iscsi.negotiation import (
+from isns_server.portal.iscsi.negotiation import (
     Negotiation,
     NegotiationPolicy,
     SessionParameters,
 )
-from isns_server.target.iscsi.text import KeyValuePairs
+from isns_server.portal.iscsi.text import KeyValuePairs
 
 SECURITY = LoginStage.SECURITY_NEGOTIATION
 OPERATIONAL = LoginStage.LOGIN_OPERATIONAL_NEGOTIATION

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi import (
+from isns_server.portal.iscsi import (
     DataDigestError,
     DataOut,
     DataSegmentTooLongError,
@@ -21,7 +21,7 @@ from isns_server.target.iscsi import (
     UnsupportedOpcodeError,
     encode_pdu,
 )
-from isns_server.target.iscsi.constants import RejectReason
+from isns_server.portal.iscsi.constants import RejectReason
 
 from .strategies import any_pdu
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi import (
+from isns_server.portal.iscsi import (
     Ahs,
     DataOut,
     LoginRequest,
@@ -15,7 +15,7 @@ from isns_server.target.iscsi import (
     ScsiCommand,
     encode_pdu,
 )
-from isns_server.target.iscsi.constants import AhsType, Opcode
+from isns_server.portal.iscsi.constants import AhsType, Opcode
 
 from .strategies import ALL_PDU_CLASSES, any_pdu
 

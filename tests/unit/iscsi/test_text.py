@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isns_server.target.iscsi import (
+from isns_server.portal.iscsi import (
     KeyValuePairs,
     TextAccumulator,
     TextFormatError,
@@ -14,7 +14,7 @@ from isns_server.target.iscsi import (
     encode_text,
     split_text,
 )
-from isns_server.target.iscsi.constants import LoginStatus, RejectReason
+from isns_server.portal.iscsi.constants import LoginStatus, RejectReason
 
 LABEL_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-+@_"
 keys = st.tuples(

@@ -1,0 +1,129 @@
+"""Disk work off the event loop: one worker thread per logical unit.
+
+A unit's commands run one at a time, in the order they arrived: the unit's state
+(reservations, unit attentions, COMPARE AND WRITE) needs no locks, and a stalled disk
+stalls only its own LUN while the portal, iSNS and SLP keep answering. A command that
+need not wait for the disk (a read the page cache holds, an INQUIRY) runs at once on the
+event loop, saving two thread hand-offs, unless a command that changes something (a
+write, a reservation) is queued for its unit: reads may pass reads, nothing passes a
+write. Results go back to the event loop in batches: one wake-up for however many
+finished meanwhile.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from queue import SimpleQueue
+
+from ...scsi import LogicalUnit, ScsiResult
+from ..session.tasks import ScsiTask
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[ScsiTask, ScsiResult], None]  # called on the event loop
+_Job = tuple[ScsiTask, Done]
+
+
+class UnitWorkers:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queues: dict[LogicalUnit, SimpleQueue[_Job | None]] = {}
+        self._threads: list[threading.Thread] = []
+        # Queued or running commands that change something, by unit; event loop only
+        self._barriers: dict[LogicalUnit, int] = {}
+        self._finished: deque[tuple[LogicalUnit, ScsiTask, ScsiResult, Done]] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        self._delivering = False
+        self._after_delivery: dict[Callable[[], None], None] = {}  # ordered, no repeats
+
+    def submit(self, task: ScsiTask, done: Done) -> None:
+        """Runs `task` now if it need not wait for the disk and no change is ahead of it,
+        else on its unit's worker; `done` gets the result on the event loop."""
+        unit = task.unit
+        if unit is None:  # the target answers (REPORT LUNS, absent LUNs): no disk there
+            done(task, task.execute())
+            return
+        reorderable = task.reorderable
+        if reorderable and not self._barriers.get(unit):
+            result = task.execute_now()
+            if result is not None:
+                done(task, result)
+                return
+        if not reorderable:
+            self._barriers[unit] = self._barriers.get(unit, 0) + 1
+        self._queue(unit).put((task, done))
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the event loop soon: right after the results being handed
+        out now, when called from a `done` (one write for a batch, no extra loop pass)."""
+        if self._delivering:
+            self._after_delivery[callback] = None
+        else:
+            self._loop.call_soon(callback)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
+        for queue in self._queues.values():
+            queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.error(
+                    "shutdown: the worker for %s is still busy after %g s (a stalled disk?);"
+                    " exiting anyway: the commands it had not finished were never"
+                    " acknowledged to the initiator, so no acknowledged write is lost;"
+                    " check the device and the kernel log",
+                    thread.name,
+                    timeout,
+                )
+        self._queues.clear()
+        self._threads.clear()
+
+    def _queue(self, unit: LogicalUnit) -> "SimpleQueue[_Job | None]":
+        queue = self._queues.get(unit)
+        if queue is None:
+            queue = self._queues[unit] = SimpleQueue()
+            identity = unit.state.identity
+            thread = threading.Thread(
+                target=self._work,
+                args=(unit, queue),
+                name=f"lun {identity.lun} of {identity.target_name}",
+                daemon=True,  # a hung disk must not keep the process from exiting
+            )
+            thread.start()
+            self._threads.append(thread)
+        return queue
+
+    def _work(self, unit: LogicalUnit, queue: "SimpleQueue[_Job | None]") -> None:
+        while (job := queue.get()) is not None:
+            task, done = job
+            result = task.execute()
+            with self._lock:
+                self._finished.append((unit, task, result, done))
+                wake, self._wake_pending = not self._wake_pending, True
+            if wake:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    return
+
+    def _deliver(self) -> None:
+        with self._lock:
+            finished, self._finished = self._finished, deque()
+            self._wake_pending = False
+        self._delivering = True
+        try:
+            for unit, task, result, done in finished:
+                if not task.reorderable:
+                    self._barriers[unit] -= 1
+                done(task, result)
+        finally:
+            self._delivering = False
+        after, self._after_delivery = self._after_delivery, {}
+        for callback in after:
+            callback()

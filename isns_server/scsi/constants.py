@@ -1,0 +1,147 @@
+"""SCSI numbers the logical units use, named as in SPC-4 and SBC-3."""
+
+from enum import IntEnum
+
+BLOCK_SIZE = 512  # bytes per logical block
+
+
+def field_value(data: bytes | memoryview, offset: int, size: int) -> int:
+    """A big-endian field of a CDB or parameter list."""
+    return int.from_bytes(data[offset : offset + size], "big")
+
+
+class ScsiStatus(IntEnum):
+    """SAM status codes (SAM-5 5.3), as an iSCSI SCSI Response carries them (RFC 3720 10.4.2)."""
+
+    GOOD = 0x00
+    CHECK_CONDITION = 0x02
+    CONDITION_MET = 0x04
+    BUSY = 0x08
+    RESERVATION_CONFLICT = 0x18
+    TASK_SET_FULL = 0x28
+    ACA_ACTIVE = 0x30
+    TASK_ABORTED = 0x40
+
+
+class Opcode(IntEnum):
+    """Operation codes (SPC-4 annex D). Anything else is INVALID COMMAND OPERATION CODE."""
+
+    TEST_UNIT_READY = 0x00
+    REQUEST_SENSE = 0x03
+    READ_6 = 0x08
+    WRITE_6 = 0x0A
+    INQUIRY = 0x12
+    MODE_SELECT_6 = 0x15
+    RESERVE_6 = 0x16
+    RELEASE_6 = 0x17
+    MODE_SENSE_6 = 0x1A
+    START_STOP_UNIT = 0x1B
+    PREVENT_ALLOW_MEDIUM_REMOVAL = 0x1E
+    READ_CAPACITY_10 = 0x25
+    READ_10 = 0x28
+    WRITE_10 = 0x2A
+    WRITE_AND_VERIFY_10 = 0x2E
+    VERIFY_10 = 0x2F
+    PRE_FETCH_10 = 0x34
+    READ_DEFECT_DATA_10 = 0x37
+    SYNCHRONIZE_CACHE_10 = 0x35
+    WRITE_SAME_10 = 0x41
+    UNMAP = 0x42
+    MODE_SELECT_10 = 0x55
+    MODE_SENSE_10 = 0x5A
+    PERSISTENT_RESERVE_IN = 0x5E
+    PERSISTENT_RESERVE_OUT = 0x5F
+    EXTENDED_COPY = 0x83
+    RECEIVE_COPY_RESULTS = 0x84
+    READ_16 = 0x88
+    COMPARE_AND_WRITE = 0x89
+    ORWRITE_16 = 0x8B
+    WRITE_16 = 0x8A
+    WRITE_AND_VERIFY_16 = 0x8E
+    VERIFY_16 = 0x8F
+    PRE_FETCH_16 = 0x90
+    SYNCHRONIZE_CACHE_16 = 0x91
+    WRITE_SAME_16 = 0x93
+    WRITE_ATOMIC_16 = 0x9C
+    SERVICE_ACTION_IN_16 = 0x9E
+    REPORT_LUNS = 0xA0
+    MAINTENANCE_IN = 0xA3
+    READ_12 = 0xA8
+    WRITE_12 = 0xAA
+    WRITE_AND_VERIFY_12 = 0xAE
+    VERIFY_12 = 0xAF
+    READ_DEFECT_DATA_12 = 0xB7
+
+
+class ServiceAction(IntEnum):
+    READ_CAPACITY_16 = 0x10  # of SERVICE ACTION IN (16), SBC-3 5.16
+    GET_LBA_STATUS = 0x12  # of SERVICE ACTION IN (16), SBC-3 5.7
+    REPORT_SUPPORTED_OPERATION_CODES = 0x0C  # of MAINTENANCE IN, SPC-4 6.35
+
+
+class SenseKey(IntEnum):
+    """SPC-4 4.5.6."""
+
+    NO_SENSE = 0x0
+    NOT_READY = 0x2
+    MEDIUM_ERROR = 0x3
+    HARDWARE_ERROR = 0x4
+    ILLEGAL_REQUEST = 0x5
+    UNIT_ATTENTION = 0x6
+    DATA_PROTECT = 0x7
+    COPY_ABORTED = 0xA
+    ABORTED_COMMAND = 0xB
+    MISCOMPARE = 0xE
+
+
+class AdditionalSense(IntEnum):
+    """ASC (high byte) and ASCQ (low byte), SPC-4 annex D.2."""
+
+    NO_ADDITIONAL_SENSE = 0x0000
+    UNREACHABLE_COPY_TARGET = 0x0804
+    WRITE_ERROR = 0x0C00
+    WRITE_ERROR_UNEXPECTED_UNSOLICITED_DATA = 0x0C0C  # RFC 3720 10.4.7.2
+    WRITE_ERROR_NOT_ENOUGH_UNSOLICITED_DATA = 0x0C0D  # RFC 3720 10.4.7.2
+    INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT = 0x0E03  # e.g. a Data-Out length
+    UNRECOVERED_READ_ERROR = 0x1100
+    PARAMETER_LIST_LENGTH_ERROR = 0x1A00
+    MISCOMPARE_DURING_VERIFY_OPERATION = 0x1D00
+    INVALID_COMMAND_OPERATION_CODE = 0x2000
+    LBA_OUT_OF_RANGE = 0x2100
+    INVALID_FIELD_IN_CDB = 0x2400
+    LOGICAL_UNIT_NOT_SUPPORTED = 0x2500
+    INVALID_FIELD_IN_PARAMETER_LIST = 0x2600
+    INVALID_RELEASE_OF_PERSISTENT_RESERVATION = 0x2604
+    TOO_MANY_TARGET_DESCRIPTORS = 0x2606
+    UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE = 0x2607
+    TOO_MANY_SEGMENT_DESCRIPTORS = 0x2608
+    UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE = 0x2609
+    WRITE_PROTECTED = 0x2700
+    POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED = 0x2900
+    CAPACITY_DATA_HAS_CHANGED = 0x2A09
+    SAVING_PARAMETERS_NOT_SUPPORTED = 0x3900
+    MEDIUM_NOT_PRESENT = 0x3A00
+    REPORTED_LUNS_DATA_HAS_CHANGED = 0x3F0E
+    INTERNAL_TARGET_FAILURE = 0x4400
+    PROTOCOL_SERVICE_CRC_ERROR = 0x4705  # RFC 3720 10.4.7.2
+    INITIATOR_RESPONSE_TIMEOUT = 0x4B06  # Data-Out asked for did not arrive
+    MEDIUM_REMOVAL_PREVENTED = 0x5302
+
+
+class VpdPage(IntEnum):
+    """Vital product data pages (SPC-4 7.8, SBC-3 6.5) the logical units report."""
+
+    SUPPORTED_PAGES = 0x00
+    UNIT_SERIAL_NUMBER = 0x80
+    DEVICE_IDENTIFICATION = 0x83
+    THIRD_PARTY_COPY = 0x8F
+    BLOCK_LIMITS = 0xB0
+    BLOCK_DEVICE_CHARACTERISTICS = 0xB1
+    LOGICAL_BLOCK_PROVISIONING = 0xB2
+
+
+class PeripheralDevice(IntEnum):
+    """Byte 0 of INQUIRY data: peripheral qualifier (bits 7-5) and device type (4-0)."""
+
+    DIRECT_ACCESS_BLOCK = 0x00
+    NOT_CONNECTED = 0x7F  # qualifier 011b, type 1Fh: no logical unit at this LUN
