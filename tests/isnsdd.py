@@ -9,9 +9,9 @@ and the socket it binds.
 """
 
 import subprocess
-import time
 from pathlib import Path
 
+from .polling import eventually_sync
 from .processes import stop_process
 
 CALLOUT = """#!/bin/sh
@@ -60,13 +60,12 @@ class DiscoveryDaemon:
         return self.callouts.read_text().splitlines() if self.callouts.exists() else []
 
     def wait_for_callout(self, text: str, timeout: float = 10) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in self.callout_lines() if text in line]
-            if found:
-                return found[0]
-            time.sleep(0.1)
-        raise AssertionError(f"isnsdd ran no SCN callout with {text!r}: {self.log()}")
+        found = eventually_sync(
+            lambda: [line for line in self.callout_lines() if text in line],
+            what=f"isnsdd to run an SCN callout with {text!r} (its log: {self.log_path})",
+            within=timeout,
+        )
+        return found[0]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

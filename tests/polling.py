@@ -13,6 +13,7 @@ _T = TypeVar("_T")
 
 WITHIN = 10.0  # seconds before giving up
 EVERY = 0.05  # seconds between probes
+_SHOWN = 2000  # characters of the last value in a failure
 
 
 class _Deadline:
@@ -26,9 +27,10 @@ class _Deadline:
 
     def give_up_if_late(self) -> None:
         if time.monotonic() >= self.at:
-            raise AssertionError(
-                f"waited {self.within:g} s for {self.what}; last seen: {self.last!r}"
-            )
+            last = repr(self.last)
+            if len(last) > _SHOWN:  # a log, say: its end is what tells
+                last = f"...{last[-_SHOWN:]}"
+            raise AssertionError(f"waited {self.within:g} s for {self.what}; last seen: {last}")
 
 
 @overload

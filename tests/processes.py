@@ -4,10 +4,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
+
+from .polling import eventually_sync
 
 # The code under test is this checkout's, even when pytest runs from elsewhere and an
 # older copy is installed in site-packages.
@@ -33,16 +34,15 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    eventually_sync(
+        listening, what=f"a listener on 127.0.0.1:{port}", within=timeout, ignoring=(OSError,)
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:

@@ -8,10 +8,8 @@ tgtd also listens for SCNs on a wildcard ephemeral port of its own choosing; it 
 it with its 127.0.0.1 portal, so anything we send there stays on loopback.
 """
 
-import asyncio
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -24,6 +22,7 @@ from isns_server.isnsp.messages import Attribute, PortNumber
 
 from ..conftest import ADMIN
 from ..peers import require
+from ..polling import eventually
 from ..processes import OurServer
 from ..tgtd import Tgtd
 
@@ -57,12 +56,21 @@ async def registration(port: int, key: Attribute = NODE) -> dict[int, object] | 
     return {attr.tag: attr.value for attr in answer.attributes}
 
 
-async def wait_for(port: int, registered: bool, timeout: float) -> dict[int, object] | None:
-    deadline = time.monotonic() + timeout
-    while ((found := await registration(port)) is not None) != registered:
-        assert time.monotonic() < deadline, f"{TARGET} registered is still {not registered}"
-        await asyncio.sleep(0.1)
+async def registered_by_tgtd(port: int, within: float) -> dict[int, object]:
+    found = await eventually(
+        lambda: registration(port), what=f"tgtd to register {TARGET}", within=within
+    )
+    assert found is not None
     return found
+
+
+async def gone(port: int, within: float) -> None:
+    await eventually(
+        lambda: registration(port),
+        lambda found: found is None,
+        what=f"{TARGET} to be gone",
+        within=within,
+    )
 
 
 def send_targets(portal: int, initiator: str) -> set[tuple[str, str]]:
@@ -100,8 +108,7 @@ async def test_tgtd_registers_is_found_through_our_portal_and_deregisters(
     our_server.start()
     serve_with_isns(tgtd, our_server.port, tmp_path)
 
-    registered = await wait_for(our_server.port, registered=True, timeout=15)
-    assert registered is not None
+    registered = await registered_by_tgtd(our_server.port, within=15)
     assert registered[Tag.ISCSI_NODE_TYPE] == NodeType.TARGET
     assert registered[Tag.PORTAL_IP_ADDRESS] == IPv4Address("127.0.0.1")
     assert registered[Tag.PORTAL_TCP_UDP_PORT] == PortNumber(tgtd.port)
@@ -123,7 +130,7 @@ async def test_tgtd_registers_is_found_through_our_portal_and_deregisters(
     assert "Vendor:IET" in inquiry.stdout, inquiry.stdout
 
     tgtd.delete_target(TID)
-    await wait_for(our_server.port, registered=False, timeout=15)
+    await gone(our_server.port, within=15)
     assert (
         await registration(our_server.port, Attribute(Tag.ENTITY_IDENTIFIER, "127.0.0.1")) is None
     )
@@ -134,8 +141,8 @@ async def test_a_registration_period_under_30_s_loses_tgtd(tgtd: Tgtd, tmp_path:
     server = OurServer(tmp_path, registration_period=25, control_nodes=[ADMIN]).start()
     try:
         serve_with_isns(tgtd, server.port, tmp_path)
-        await wait_for(server.port, registered=True, timeout=15)
-        await wait_for(server.port, registered=False, timeout=90)
+        await registered_by_tgtd(server.port, within=15)
+        await gone(server.port, within=90)
         # Expired, not deregistered: tgtd still serves the target.
         assert TARGET in tgtd.admin("--mode", "target", "--op", "show")
     finally:

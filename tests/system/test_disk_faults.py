@@ -12,7 +12,7 @@ import errno
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from itertools import count
 from pathlib import Path
@@ -25,11 +25,12 @@ from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, Message, PortNumber
 
 from ..conftest import ADMIN
+from ..polling import eventually
 from ..processes import THIS_CHECKOUT, OurServer
 
 DISK_SIZE = "2m"
 LOADED_DISK_SIZE = "16m"  # room for the write-ahead log of the load before it is filled
-RECOVERY_ATTEMPTS = 150  # registrations tried every 0.1 s once space is back: 15 s at most
+RECOVERY = 15.0  # seconds for writes to succeed again once space is back
 BURST_CLIENTS = 8  # concurrent registrations while the disk is full, each
 BURST_LENGTH = 25
 LOAD_CLIENTS = 8  # registering while the disk fills and empties again
@@ -149,13 +150,18 @@ async def test_full_disk_refuses_changes_serves_queries_and_recovers_by_itself(
         assert "rollback" not in log and "Traceback" not in log
 
         filler.unlink()
-        for _ in range(RECOVERY_ATTEMPTS):
+
+        async def register_after() -> Status:
             answer = await register(isns, target("after"))
-            if answer.status == Status.SUCCESSFUL:
-                break
-            assert answer.status == Status.INTERNAL_ERROR
-            await asyncio.sleep(0.1)
-        assert answer.status == Status.SUCCESSFUL
+            assert answer.status in (Status.SUCCESSFUL, Status.INTERNAL_ERROR), answer
+            return Status(answer.status or 0)
+
+        await eventually(
+            register_after,
+            lambda status: status == Status.SUCCESSFUL,
+            what="a registration to succeed once space is back",
+            within=RECOVERY,
+        )
     assert "succeed again" in our_server.log()
 
     our_server.kill()
@@ -180,14 +186,6 @@ async def register_until_stopped(
                 await asyncio.sleep(0.05)  # as a client would before trying again
 
 
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(RECOVERY_ATTEMPTS):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 async def test_a_disk_filling_under_load_leaves_every_answer_true_after_kill_9(
     our_server: OurServer, loaded_disk: Path
 ) -> None:
@@ -198,14 +196,22 @@ async def test_a_disk_filling_under_load_leaves_every_answer_true_after_kill_9(
     def count_of(status: Status) -> int:
         return sum(1 for answer in answers.values() if answer == status)
 
+    async def at_least(status: Status, wanted: int) -> None:
+        await eventually(
+            lambda: count_of(status),
+            lambda seen: seen >= wanted,
+            what=f"{wanted} answers {status.name}",
+            within=RECOVERY,
+        )
+
     async def fill_and_free() -> None:
         try:
-            await wait_for(lambda: count_of(Status.SUCCESSFUL) >= 200, "registrations")
+            await at_least(Status.SUCCESSFUL, 200)
             filler = fill(loaded_disk)
-            await wait_for(lambda: count_of(Status.INTERNAL_ERROR) >= 50, "refusals")
+            await at_least(Status.INTERNAL_ERROR, 50)
             saved = count_of(Status.SUCCESSFUL)
             filler.unlink()
-            await wait_for(lambda: count_of(Status.SUCCESSFUL) >= saved + 50, "recovery")
+            await at_least(Status.SUCCESSFUL, saved + 50)  # recovery
         finally:
             stop.set()
 

@@ -8,6 +8,7 @@ from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
 
 from ..conftest import ADMIN
+from ..polling import eventually
 from ..processes import OurServer
 
 CLIENTS = 8
@@ -43,11 +44,16 @@ async def register_until_killed(port: int, client: int, acked: list[str]) -> Non
 
 
 async def kill_when_loaded(server: OurServer, acked: list[str]) -> None:
-    for _ in range(3000):  # at most 30 s
-        if len(acked) >= KILL_AFTER_ACKS:
-            break
-        await asyncio.sleep(0.01)
-    server.kill()
+    try:
+        await eventually(
+            lambda: len(acked),
+            lambda count: count >= KILL_AFTER_ACKS,
+            what=f"{KILL_AFTER_ACKS} acknowledged registrations",
+            within=30,
+            every=0.01,
+        )
+    finally:
+        server.kill()
 
 
 async def missing_after_restart(port: int, names: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ from isns_server.isnsp.heartbeat import (
 from isns_server.isnsp.messages import Attribute, Message, PortNumber, response
 
 from ..conftest import ADMIN
+from ..polling import eventually, eventually_sync
 from ..processes import OurServer
 
 PREFIX = "iqn.2026-11.org.example.test:"
@@ -189,9 +190,12 @@ async def registered(port: int, name: str) -> bool:
 async def wait_until_gone(port: int, name: str, within: float) -> float:
     """Seconds until `name` is no longer registered (fails after `within`)."""
     start = time.monotonic()
-    async with asyncio.timeout(within):
-        while await registered(port, name):
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: registered(port, name),
+        lambda there: not there,
+        what=f"{name} to expire",
+        within=within,
+    )
     return time.monotonic() - start
 
 
@@ -219,7 +223,7 @@ async def test_a_dead_esi_port_expires_its_entity(
             Tag.PORTAL_IP_ADDRESS,
             Tag.PORTAL_TCP_UDP_PORT,
         ]
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # the point: two ESI intervals pass
         assert await registered(port, I1)
         # Dead: two unanswered ESIs and two silent intervals later it is gone.
         client_port.alive = False
@@ -333,11 +337,12 @@ def test_heartbeats_received_are_checked_and_never_answered(our_server: OurServe
                 sock.sendto(pdu, ("127.0.0.1", our_server.port))
             with pytest.raises(TimeoutError):
                 sock.recv(2048)
-    log = our_server.log()
-    deadline = time.monotonic() + 5
-    while "malformed Heartbeat" not in log and time.monotonic() < deadline:
-        time.sleep(0.1)
-        log = our_server.log()
+    log = eventually_sync(
+        our_server.log,
+        lambda text: "malformed Heartbeat" in text,
+        what="the heartbeats logged",
+        within=5,
+    )
     assert "Heartbeat from iSNS server 127.0.0.5 (TCP port 3205, UDP port 3205, every 30 s" in log
     assert "ignored a malformed Heartbeat from 127.0.0.1:" in log
     assert "bad Heartbeat: 8 bytes" in log

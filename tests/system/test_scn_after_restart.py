@@ -2,27 +2,26 @@
 reported for what it is (a registration from before the restart, at INFO), not as a
 live fault; once the subscriber speaks again, a failure is a WARNING."""
 
-import asyncio
 import time
 
 from isns_server.isnsp.constants import FunctionId, NodeType, Tag
 from isns_server.isnsp.messages import Attribute, PortNumber
 
 from ..conftest import ADMIN
+from ..polling import eventually
 from ..processes import OurServer, free_port
 from .test_notifications import call, node, portal, register, subscribe
 
 SUBSCRIBER = "iqn.2026-11.org.example.test:gone-with-the-old-process"
-LOG_POLLS = 150  # the log is read every 0.1 s: 15 s at most
 
 
 async def log_line(server: OurServer, text: str) -> str:
-    for _ in range(LOG_POLLS):
-        found = [line for line in server.log().splitlines() if text in line]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no log line with {text!r}:\n{server.log()}")
+    found = await eventually(
+        lambda: [line for line in server.log().splitlines() if text in line],
+        what=f"a log line with {text!r}",
+        within=15,
+    )
+    return found[-1]
 
 
 async def add_target(port: int, name: str, address: str) -> None:
@@ -39,8 +38,7 @@ async def test_an_scn_to_a_subscriber_from_before_a_kill_9_is_not_a_live_fault(
     await subscribe(our_server.port, SUBSCRIBER, PortNumber(closed, udp=False))
     # Registration Timestamps are whole seconds: restart in a later second than it.
     registered = int(time.time())
-    while int(time.time()) == registered:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: int(time.time()) > registered, what="the next second", within=2)
     our_server.kill()
     our_server.start()
 

@@ -32,3 +32,10 @@ async def test_an_async_probe_is_awaited() -> None:
 
     assert await eventually(count, lambda v: v == 7, what="seven", within=0) == 7
     assert await eventually(lambda: "sync", what="a sync probe too", within=0) == "sync"
+
+
+def test_a_long_last_value_is_shown_by_its_end() -> None:
+    log = "start " + "x" * 5000 + " the line that tells"
+    with pytest.raises(AssertionError) as failure:
+        eventually_sync(lambda: log, lambda text: "ready" in text, what="ready", within=0)
+    assert "the line that tells" in str(failure.value) and "start" not in str(failure.value)

@@ -15,6 +15,7 @@ from isns_server.isnsp.constants import FunctionId, Tag
 from isns_server.isnsp.messages import Attribute, Message, request
 from isns_server.service.dispatcher import Dispatcher
 
+from ...polling import eventually
 from ..registry.builders import NOW, iqn, new_registry, node
 from .conftest import READ_HEADERS, Api, DictStore
 
@@ -138,11 +139,9 @@ async def test_a_stream_behind_by_too_much_is_told_and_closed(api: Api) -> None:
             pass
     finally:
         response.close()
-    for _ in range(100):  # the handler leaves once the stream is closed
-        if hub.streams == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.streams == 0
+    await eventually(
+        lambda: hub.streams, lambda streams: streams == 0, what="the stream handler to leave"
+    )
 
 
 async def test_more_streams_than_the_cap_are_refused_with_503(api: Api) -> None:

@@ -13,6 +13,7 @@ from isns_server.service.dispatcher import Dispatcher
 from isns_server.store import Record, Ref, StoreError
 from isns_server.store.group_commit import GroupCommitter
 
+from ...polling import eventually
 from ..registry.builders import ADMIN, NOW, eid, iqn, node
 
 _xids = count(1)
@@ -124,9 +125,7 @@ async def test_a_refused_write_leaves_no_trace_and_queries_keep_working() -> Non
     assert stored_names(disk) == [iqn("a")]
 
     disk.full = False
-    async with asyncio.timeout(5):
-        while not disk.writable:
-            await asyncio.sleep(0.005)
+    await eventually(lambda: disk.writable, what="the store to be writable again", within=5)
     assert (await send(dispatcher, registration(iqn("c")))).status == Status.SUCCESSFUL
     assert stored_names(disk) == [iqn("a"), iqn("c")]
     restarted = Registry.restore(disk.load(), registry.policy)

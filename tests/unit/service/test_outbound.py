@@ -9,6 +9,8 @@ from isns_server.isnsp.constants import Flags, FunctionId, Status, Tag
 from isns_server.isnsp.messages import Attribute, Message, PortNumber, response
 from isns_server.service.outbound import Outbound
 
+from ...polling import eventually
+
 SCN = Message(FunctionId.SCN, 0, Flags.SERVER, (Attribute(Tag.ISCSI_NAME, "iqn.x:y"),))
 LOOPBACK = IPv4Address("127.0.0.1")
 
@@ -65,7 +67,7 @@ async def test_silence_and_unreachable_ports_are_none() -> None:
     outbound = Outbound()
     assert await outbound.request(SCN, LOOPBACK, PortNumber(port, udp=True), 0.2) is None
     peer.transport.close()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the closing takes effect
     assert await outbound.request(SCN, LOOPBACK, PortNumber(port, udp=True), 0.2) is None
     assert await outbound.request(SCN, LOOPBACK, PortNumber(port), 2) is None  # refused
     await outbound.close()
@@ -78,8 +80,7 @@ async def test_a_response_from_another_address_is_not_the_answer() -> None:
     request = asyncio.ensure_future(
         outbound.request(SCN, LOOPBACK, PortNumber(port, udp=True), 0.5)
     )
-    while not peer.received:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: peer.received, what="the request at the peer", within=5)
     reply = encode_message(response(peer.received[0], Status.SUCCESSFUL))
     for pdu in reply:
         impostor.transport.sendto(pdu, peer.senders[0])

@@ -10,6 +10,7 @@ import pytest
 from isns_server.store import SqliteStore, StoreError, check_writable
 from isns_server.store.group_commit import GroupCommitter
 
+from ...polling import eventually
 from .test_group_commit import GatedWriter
 
 
@@ -32,12 +33,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def until(condition, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 async def test_a_failed_write_drops_what_was_queued_behind_it_and_undoes_it_first() -> None:
@@ -72,14 +67,14 @@ async def test_the_store_probes_until_the_disk_takes_writes_again(
     committer = GroupCommitter(writer, probe, "test", "test.db", retry_interval=0.01)
     with pytest.raises(StoreError):
         await committer.submit({("entity", "a"): {"v": 1}})
-    await until(lambda: probe.calls >= 3)
+    await eventually(lambda: probe.calls, lambda calls: calls >= 3, what="3 probes", within=5)
     assert not committer.writable
     probe.full = False
     with caplog.at_level(logging.WARNING):
-        await until(lambda: committer.writable)
+        await eventually(lambda: committer.writable, what="the store to be writable", within=5)
     assert "writes to test.db succeed again" in caplog.text
     calls = probe.calls
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the point: five retry intervals pass without a probe
     assert probe.calls == calls  # no probing while writes work
     await committer.close()
 
