@@ -49,6 +49,7 @@ RemoteChanges = Callable[[list[tuple[Ref, Record | None]]], None]
 RETRY_INTERVAL = 1.0  # seconds between attempts while etcd is unreachable
 LOG_INTERVAL = 60.0  # seconds between log lines about the same failure
 CATCH_UP_TIMEOUT = 5.0  # seconds to wait for the watch to bring a conflicting change
+MAX_TXN_OPS = 100  # etcd refuses a transaction of more than 128 operations by default
 HEALTH_INTERVAL = 2.0  # seconds between quorum reads while writes work
 
 
@@ -169,15 +170,27 @@ class EtcdStore:
     async def _write(
         self, batch: dict[Ref, Record | None], waiters: list["asyncio.Future[None]"]
     ) -> None:
-        if not batch:
-            _resolve(waiters)
-            return
         if self._stale & batch.keys():
             self._stale.clear()
             await self._lost(batch, waiters)
             return
+        # etcd takes at most 128 operations a transaction (--max-txn-ops): a larger batch
+        # (an expiry of hundreds of entities) goes in several, and its waiters hear once
+        # all are in. If a later one fails, memory is put back to what etcd holds then.
+        items = list(batch.items())
+        for start in range(0, len(items), MAX_TXN_OPS):
+            if not await self._write_part(batch, items[start : start + MAX_TXN_OPS], waiters):
+                return
+        _resolve(waiters)
+
+    async def _write_part(
+        self,
+        batch: dict[Ref, Record | None],
+        part: list[tuple[Ref, Record | None]],
+        waiters: list["asyncio.Future[None]"],
+    ) -> bool:
         compare, ops = [], []
-        for ref, record in batch.items():
+        for ref, record in part:
             key = record_key(self.prefix, ref)
             compare.append(wire.mod_revision_is(key, self._revisions.get(ref, 0)))
             if record is None:
@@ -188,19 +201,19 @@ class EtcdStore:
             answer = await self.client.txn(compare, ops)
         except EtcdError as exc:
             self._unavailable(batch, waiters, exc)
-            return
+            return False
         if not answer.succeeded:
             await self._caught_up_to(answer.revision)
             await self._lost(batch, waiters)
-            return
+            return False
         self._succeeded()
-        for ref, record in batch.items():
+        for ref, record in part:
             self._revisions[ref] = answer.revision
             if record is None:
                 self._records.pop(ref, None)
             else:
                 self._records[ref] = record
-        _resolve(waiters)
+        return True
 
     async def _caught_up_to(self, revision: int) -> None:
         """Wait (bounded) until the watch has brought everything up to `revision`."""

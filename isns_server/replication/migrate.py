@@ -19,10 +19,8 @@ from ..store import SqliteStore, StoreError
 from ..store.sqlite import DATABASE_NAME
 from . import etcd_wire as wire
 from .etcd_client import EtcdClient
-from .etcd_store import etcd_client, record_key
+from .etcd_store import MAX_TXN_OPS, etcd_client, record_key
 from .etcd_wire import EtcdError
-
-OPS_PER_TXN = 100  # etcd's default limit is 128 operations a transaction
 
 
 async def copy_records(source: SqliteStore, settings: EtcdSection) -> int:
@@ -42,7 +40,7 @@ async def copy_records(source: SqliteStore, settings: EtcdSection) -> int:
         for ref, record in source.records():
             value = json.dumps(record, separators=(",", ":")).encode()
             batch.append((record_key(prefix, ref), value))
-            if len(batch) == OPS_PER_TXN:
+            if len(batch) == MAX_TXN_OPS:
                 copied += await _write(client, batch)
                 batch = []
         if batch:

@@ -57,6 +57,8 @@ class FakeEtcd:
             wanted = int(c.get("mod_revision", c.get("create_revision", c.get("lease", 0))))
             if actual != wanted:
                 return wire.TxnAnswer(False, self.revision)
+        if len(success) > 128:  # etcd's --max-txn-ops default
+            raise EtcdError("etcdserver: too many operations in txn request", 3)
         if not success:
             return wire.TxnAnswer(True, self.revision)
         self.revision += 1
@@ -161,6 +163,16 @@ async def test_a_write_commits_and_its_own_watch_event_is_not_applied_again() ->
     etcd.put(record_key(PREFIX.encode(), B), b'{"eid":"b"}')
     await settle()
     assert applied == [[(B, {"eid": "b"})]]
+    await store.close()
+
+
+async def test_a_batch_larger_than_etcd_takes_in_one_transaction_goes_in_several() -> None:
+    etcd = FakeEtcd()
+    store, _ = await started(etcd)
+    expired: dict[Ref, Record | None] = {("entity", f"e{n}"): {"eid": n} for n in range(300)}
+    await store.submit(expired)
+    assert len(etcd.kvs) == 300
+    assert store.writable
     await store.close()
 
 
