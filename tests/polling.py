@@ -1,7 +1,11 @@
 """Waiting in tests for something another process or task does: poll a probe until its
 value passes a check, for a bounded time, and fail naming what was awaited and the last
 value seen. `eventually` is for async tests (the probe may be sync or async),
-`eventually_sync` for sync ones; never a fixed sleep before an assertion."""
+`eventually_sync` for sync ones; never a fixed sleep before an assertion.
+
+`Pacer` is the other side: the sleep a retry or refresh loop is given in a unit test, so
+the test sees each pause the loop asks for and decides when it ends, with no wall clock.
+"""
 
 import asyncio
 import inspect
@@ -106,3 +110,34 @@ def eventually_sync(
             deadline.last = value
         deadline.give_up_if_late()
         time.sleep(every)
+
+
+class Pacer:
+    """An injected `sleep`: records each pause asked for. Holding, the loop stays in that
+    pause until `resume()`; the test awaits `asked()` to see it get there."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.pauses: list[float] = []
+        self.hold = hold
+        self._asked: asyncio.Queue[float] = asyncio.Queue()
+        self._resumed: asyncio.Queue[None] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        if self.hold:
+            self._asked.put_nowait(seconds)
+            await self._resumed.get()
+
+    async def asked(self, within: float = 5.0) -> float:
+        """The next pause the loop asks for (it is then held there)."""
+        try:
+            async with asyncio.timeout(within):
+                return await self._asked.get()
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {within:g} s for the loop's next pause; pauses so far: {self.pauses}"
+            ) from None
+
+    def resume(self) -> None:
+        """End the pause the loop is held in."""
+        self._resumed.put_nowait(None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..isnsp.constants import EntityProtocol, Flags, FunctionId, NodeType, Status, Tag
 from ..isnsp.messages import Attribute, Message, PortNumber, request
 from ..registry import TargetPortal
+from ..schedule import Sleep
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ def registration_period(answer: Message) -> int | None:
     return None
 
 
+def refresh_pause(period: int | None) -> float:
+    """Seconds until the next refresh: a third of the Registration Period, at least one;
+    a third of a minute while not registered."""
+    return max(1.0, (period or _RETRY) / 3)
+
+
 def holds_entity(answer: Message, eid: str) -> bool:
     """Whether a DevAttrQryRsp shows the entity still registered."""
     return answer.status == Status.SUCCESSFUL and any(
@@ -101,9 +108,12 @@ class TargetRegistrar:
     again if the entity disappeared or could not be registered), deregisters at `stop`.
     Failures are logged, never raised: the portal keeps serving logins regardless."""
 
-    def __init__(self, registration: Registration, call: RegistryCall) -> None:
+    def __init__(
+        self, registration: Registration, call: RegistryCall, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self.registration = registration
         self._call = call
+        self._sleep = sleep
         self._period: int | None = None  # None: not registered
         self._refresher: asyncio.Task[None] | None = None
 
@@ -135,7 +145,7 @@ class TargetRegistrar:
 
     async def _refresh(self) -> None:
         while True:
-            await asyncio.sleep(max(1.0, (self._period or _RETRY) / 3))
+            await self._sleep(refresh_pause(self._period))
             if self._period is not None:
                 answer = await self._call(self.registration.refresh())
                 if holds_entity(answer, self.registration.eid):

@@ -12,9 +12,12 @@ from isns_server.portal.self_registration import (
     Registration,
     TargetRegistrar,
     holds_entity,
+    refresh_pause,
     registration_period,
 )
 from isns_server.registry import Policy, Registry, TargetPortal, VisibleTarget
+
+from ...polling import Pacer
 
 NOW = 1_700_000_000.0
 T1 = "iqn.2026-11.org.example.test:t1"
@@ -85,26 +88,48 @@ def test_a_name_registered_by_another_entity_is_reported(caplog: pytest.LogCaptu
     assert "registered by another entity?" in caplog.text
 
 
-def test_the_registrar_registers_again_when_the_entity_disappears(
+def test_refreshes_come_at_a_third_of_the_period() -> None:
+    assert [refresh_pause(period) for period in (900, 3, 1, None)] == [300.0, 1.0, 1.0, 20.0]
+
+
+async def test_the_registrar_registers_again_when_the_entity_disappears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    registry = Registry(Policy(registration_period=3))  # refreshed every second
+    registry = Registry(Policy())  # the default Registration Period, 900 s
 
     async def call(message: Message) -> Message:
         return registry.handle(message, NOW).response
 
-    async def lifecycle() -> None:
-        registrar = TargetRegistrar(REGISTRATION, call)
-        await registrar.start()
-        registry.handle(REGISTRATION.deregister(), NOW)  # an administrator removed it
-        assert registry.visible_targets(HOST) == []
-        for _ in range(30):  # the refresh notices within a second or so
-            await asyncio.sleep(0.1)
-            if registry.visible_targets(HOST):
-                break
-        assert len(registry.visible_targets(HOST)) == 2
-        await registrar.stop()
-        assert registry.visible_targets(HOST) == []
-
-    asyncio.run(lifecycle())
+    pacer = Pacer(hold=True)
+    registrar = TargetRegistrar(REGISTRATION, call, sleep=pacer)
+    await registrar.start()
+    assert await pacer.asked() == 300.0
+    registry.handle(REGISTRATION.deregister(), NOW)  # an administrator removed it
+    assert registry.visible_targets(HOST) == []
+    pacer.resume()  # the refresh finds it gone and registers again
+    assert await pacer.asked() == 300.0
+    assert len(registry.visible_targets(HOST)) == 2
     assert "left the registry; registering again" in caplog.text
+    await registrar.stop()
+    assert registry.visible_targets(HOST) == []
+
+
+async def test_while_refused_the_registrar_tries_again_every_20_s() -> None:
+    registry = Registry(Policy())
+    taken = Registration("elsewhere", ((T1, None),), PORTALS[:1])
+    assert registry.handle(taken.register(), NOW).response.status == Status.SUCCESSFUL
+
+    async def call(message: Message) -> Message:
+        return registry.handle(message, NOW).response
+
+    pacer = Pacer(hold=True)
+    registrar = TargetRegistrar(REGISTRATION, call, sleep=pacer)
+    await registrar.start()
+    assert await pacer.asked() == 20.0
+    pacer.resume()
+    assert await pacer.asked() == 20.0  # still refused
+    registry.handle(taken.deregister(), NOW)  # the name is free
+    pacer.resume()
+    assert await pacer.asked() == 300.0
+    assert len(registry.visible_targets(HOST)) == 2
+    await registrar.stop()

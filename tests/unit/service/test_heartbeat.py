@@ -1,9 +1,9 @@
 """The heartbeat socket: multicast only with TTL 1 out of a chosen interface; the sender's
 beats and pauses; the log of heartbeats received."""
 
+import asyncio
 import socket
 from ipaddress import ip_address
-from typing import Any
 
 import pytest
 
@@ -23,6 +23,8 @@ from isns_server.service.heartbeat import (
     HeartbeatSender,
     heartbeat_socket,
 )
+
+from ...polling import Pacer
 
 GROUP = ListenAddress("239.255.0.1", 3205)  # only connected to: a UDP connect sends nothing
 SENDER = ip_address("127.0.0.9")
@@ -72,46 +74,32 @@ def test_received_heartbeats_are_logged_once_per_server(caplog: pytest.LogCaptur
     ]
 
 
-class Stop(Exception):
-    """Ends the sender's loop from its injected sleep."""
-
-
-class Recorder:
-    """The sender's transport and sleep in one: what it did, in order, with no socket
-    and no wall clock; the third pause ends the loop."""
+class Transport:
+    """The heartbeats the sender hands its transport, decoded; no socket."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
+        self.beats: list[Heartbeat] = []
         self.closed = False
 
     def sendto(self, pdu: bytes) -> None:
         message = DatagramDecoder().receive_datagram(pdu, ("127.0.0.1", 3205))
         assert message is not None
-        self.events.append(("beat", decode_heartbeat(message.payload or b"")))
+        self.beats.append(decode_heartbeat(message.payload or b""))
 
     def close(self) -> None:
         self.closed = True
 
-    async def sleep(self, seconds: float) -> None:
-        self.events.append(("pause", seconds))
-        if len(self.events) == 6:
-            raise Stop
-
 
 async def test_the_sender_beats_then_pauses_for_the_interval() -> None:
-    recorder = Recorder()
-    server = ListenAddress("127.0.0.1", 3205)
-    sender = HeartbeatSender(GROUP, 30, server, sleep=recorder.sleep)
+    transport, pacer = Transport(), Pacer(hold=True)
+    sender = HeartbeatSender(GROUP, 30, ListenAddress("127.0.0.1", 3205), sleep=pacer)
     active = ServerAddress(ip_address("127.0.0.1"), 3205, 3205)
-    with pytest.raises(Stop):
-        await sender._run(recorder, active)  # type: ignore[arg-type]
-    beat = [("beat", Heartbeat(active, 30, counter)) for counter in range(3)]
-    assert recorder.events == [
-        beat[0],
-        ("pause", 30),
-        beat[1],
-        ("pause", 30),
-        beat[2],
-        ("pause", 30),
-    ]
-    assert recorder.closed
+    run = asyncio.create_task(sender._run(transport, active))  # type: ignore[arg-type]
+    for counter in range(3):
+        assert await pacer.asked() == 30  # one beat, then the interval
+        assert transport.beats == [Heartbeat(active, 30, n) for n in range(counter + 1)]
+        pacer.resume()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert transport.closed

@@ -15,7 +15,7 @@ from isns_server.service import notifier as notifier_module
 from isns_server.service.notifier import Notifier
 from isns_server.service.outbound import Outbound
 
-from ...polling import eventually
+from ...polling import Pacer, eventually
 from .test_outbound import udp_peer
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -49,13 +49,6 @@ class Unanswered(Outbound):
         return None
 
 
-class Pauses(list[float]):
-    """An injected sleep: records each pause and returns at once."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
 async def settle(notifier: Notifier) -> None:
     await eventually(lambda: not notifier._workers, what="SCN delivery to end", within=5)
 
@@ -76,12 +69,12 @@ async def test_the_first_port_that_answers_takes_it(outbound: Outbound) -> None:
 async def test_an_undeliverable_scn_is_retried_then_dropped_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    outbound, pauses = Unanswered(), Pauses()
-    notifier = Notifier(outbound, retries=3, sleep=pauses)
+    outbound, pacer = Unanswered(), Pacer()
+    notifier = Notifier(outbound, retries=3, sleep=pacer)
     notifier.submit([notification("iqn.x:a", 5001)])
     await settle(notifier)
     assert outbound.sent == [(LOOPBACK, 5001)] * 3
-    assert pauses == [notifier_module.RETRY_PAUSE, 2 * notifier_module.RETRY_PAUSE]
+    assert pacer.pauses == [notifier_module.RETRY_PAUSE, 2 * notifier_module.RETRY_PAUSE]
     assert "SCN for iqn.x:a not delivered: no answer from its SCN port (127.0.0.1:5001/udp)" in (
         caplog.text
     )
@@ -89,12 +82,12 @@ async def test_an_undeliverable_scn_is_retried_then_dropped_with_a_warning(
 
 
 async def test_each_round_tries_every_port_and_the_pause_doubles() -> None:
-    outbound, pauses = Unanswered(), Pauses()
-    notifier = Notifier(outbound, retries=5, pause=0.25, sleep=pauses)
+    outbound, pacer = Unanswered(), Pacer()
+    notifier = Notifier(outbound, retries=5, pause=0.25, sleep=pacer)
     notifier.submit([notification("iqn.x:a", 5001, 5002)])
     await settle(notifier)
     assert outbound.sent == [(LOOPBACK, 5001), (LOOPBACK, 5002)] * 5
-    assert pauses == [0.25, 0.5, 1.0, 2.0]  # none before the first round
+    assert pacer.pauses == [0.25, 0.5, 1.0, 2.0]  # none before the first round
 
 
 async def test_a_dead_recipient_delays_only_itself(
