@@ -30,8 +30,18 @@ from .portal.server import PortalServer
 from .registry import Policy, Registry
 from .replication.etcd_store import EtcdStore, open_etcd_store
 from .service import Dispatcher, IsnsService
+from .service.dispatcher import CONFLICT_RETRIES
 from .service.replica import Replica
-from .store import Record, Ref, SqliteStore, Store, StoreError, check_writable, open_store
+from .store import (
+    Record,
+    Ref,
+    SqliteStore,
+    Store,
+    StoreConflict,
+    StoreError,
+    check_writable,
+    open_store,
+)
 
 log = logging.getLogger("isns_server")
 
@@ -216,20 +226,29 @@ class Application:
 async def apply_configured_domains(
     config: Config, registry: Registry, dispatcher: Dispatcher
 ) -> None:
-    """Create the configuration's discovery domains, or add their missing members."""
+    """Create the configuration's discovery domains, or add their missing members.
+    Replicas starting together race for the same domains: a change that lost to another
+    replica's is made again on memory as that left it (CONFLICT_RETRIES times)."""
     for domain in config.discovery_domains:
-        outcome = registry.ensure_domain(domain.name, domain.members, time.time())
-        if outcome.response.status != Status.SUCCESSFUL:
-            log.error(
-                "discovery domain %r from the configuration refused with status %s",
-                domain.name,
-                outcome.response.status,
-            )
-            continue
-        pending = dispatcher.commit(outcome.dirty, outcome.notifications)
-        if pending is not None:
-            await pending
-        log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
+        for attempt in range(CONFLICT_RETRIES + 1):
+            outcome = registry.ensure_domain(domain.name, domain.members, time.time())
+            if outcome.response.status != Status.SUCCESSFUL:
+                log.error(
+                    "discovery domain %r from the configuration refused with status %s",
+                    domain.name,
+                    outcome.response.status,
+                )
+                break
+            pending = dispatcher.commit(outcome.dirty, outcome.notifications)
+            try:
+                if pending is not None:
+                    await pending
+            except StoreConflict:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            log.info("discovery domain %r: %d configured members", domain.name, len(domain.members))
+            break
 
 
 def control_networks(config: Config) -> tuple[IPv4Network | IPv6Network, ...]:

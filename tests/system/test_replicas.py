@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -386,3 +387,21 @@ async def test_migrate_copies_a_single_servers_registry_into_etcd(
     again = subprocess.run(command, env=THIS_CHECKOUT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1
     assert "already holds a registry" in again.stderr
+
+
+async def test_replicas_starting_together_make_each_configured_domain_once(
+    tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    servers = replicas(tmp_path, etcd)
+    members = [f"iqn.2026-11.org.example.test:lab-{i}" for i in range(3)]
+    for server in servers:
+        server.configure(discovery_domains=[{"name": "lab", "members": members}])
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:  # at once: they may race for it
+            list(pool.map(OurServer.start, servers))
+        for server in servers:
+            assert len(await dd_ids_named(server.port, "lab")) == 1
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
