@@ -144,7 +144,7 @@ class EtcdClient:
                 async for chunk in answer.content.iter_any():
                     for message in decoder.feed(chunk):
                         yield wire.parse_watch(message)
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._current = (self._current + 1) % len(self.endpoints)
             raise EtcdError(f"watch on {endpoint} broke: {type(exc).__name__} {exc}") from None
         self._current = (self._current + 1) % len(self.endpoints)

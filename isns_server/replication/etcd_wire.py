@@ -193,29 +193,37 @@ def parse_keepalive(answer: Json) -> int:
     return _int(result.get("TTL")) or 0
 
 
+MAX_STREAM_MESSAGE = 64 << 20  # characters of one watch message, far above etcd's own
+
+
 class StreamDecoder:
-    """JSON objects one after another on a chunked HTTP body (a watch stream)."""
+    """JSON objects one after another on a chunked HTTP body (a watch stream). Anything
+    else (a proxy's error page, a message grown past MAX_STREAM_MESSAGE) is an EtcdError:
+    the stream is given up and opened again."""
 
     def __init__(self) -> None:
         self._buffer = ""
         self._decoder = json.JSONDecoder()
 
     def feed(self, chunk: bytes) -> list[Json]:
-        self._buffer += chunk.decode("utf-8")
+        self._buffer += chunk.decode("utf-8", errors="replace")
         found: list[Json] = []
         while True:
             text = self._buffer.lstrip()
             if not text:
                 self._buffer = ""
                 return found
+            if text[0] != "{":
+                raise EtcdError(f"etcd's watch stream holds something else: {text[:80]!r}")
             try:
                 value, end = self._decoder.raw_decode(text)
             except json.JSONDecodeError:
+                if len(text) > MAX_STREAM_MESSAGE:
+                    raise EtcdError("a watch message never ended") from None
                 self._buffer = text  # incomplete: wait for more
                 return found
             self._buffer = text[end:]
-            if isinstance(value, dict):
-                found.append(value)
+            found.append(value)
 
 
 def _kv(raw: Json) -> KeyValue:

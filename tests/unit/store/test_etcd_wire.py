@@ -78,3 +78,13 @@ def test_a_watch_stream_split_anywhere() -> None:
         wire.Event(wire.KeyValue(b"j", b"", 3), True),
     )
     assert answers[2].canceled and answers[2].compact_revision == 2
+
+
+def test_a_watch_stream_that_is_not_json_is_an_error_not_a_wait() -> None:
+    decoder = wire.StreamDecoder()
+    first = decoder.feed(b'{"result": {"created": true}}\n{"res')
+    assert first == [{"result": {"created": True}}]
+    assert decoder.feed(b'ult": {}}') == [{"result": {}}]
+    for junk in (b"<html>502 Bad Gateway</html>", b"\xff\xfe", b"[1, 2]"):
+        with pytest.raises(EtcdError):
+            wire.StreamDecoder().feed(junk)
