@@ -22,8 +22,9 @@ from isns_server.portal.iscsi.pdu import LoginRequest, LoginResponse
 from isns_server.portal.iscsi.text import encode_text
 
 from ..conftest import ADMIN
+from ..polling import eventually_sync
 from ..processes import OurServer, free_port, slp_settings
-from ..slp_peer import SlpUserAgent, eventually
+from ..slp_peer import SlpUserAgent
 
 GREEDY, BYSTANDER, PROBE = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 PER_SOURCE = 4
@@ -113,7 +114,7 @@ def listeners(our_server: OurServer, tmp_path: Path) -> Iterator[dict[str, int]]
     slp = free_port()
     our_server.configure(slp=slp_settings(slp, idle_timeout=1, **caps))
     our_server.start()
-    eventually(lambda: safely(slp_served, slp, PROBE), bool)
+    eventually_sync(lambda: safely(slp_served, slp, PROBE), what="SLP served")
     yield {"isns": our_server.port, "portal": portal, "slp": slp}
 
 
@@ -143,7 +144,7 @@ def test_silent_connections_are_closed_after_the_idle_timeout(
         talking = stack.enter_context(connect(listeners["isns"], GREEDY))
         for xid in range(4):  # 2 s of requests every 0.5 s: twice the idle timeout
             assert isns_query(talking, xid).xid == xid
-            time.sleep(0.5)
+            time.sleep(0.5)  # the point: the silent ones stay idle meanwhile
         for name, sock in silent.items():
             assert closed_by_server(sock), f"{name}: a silent connection stayed open"
         assert isns_query(talking, 99).xid == 99
@@ -168,15 +169,23 @@ def test_out_of_descriptors_logs_once_and_service_resumes(our_server: OurServer)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
     with ExitStack() as stack:
         flood = [stack.enter_context(connect(our_server.port, GREEDY)) for _ in range(64)]
-        eventually(our_server.log, lambda text: "cannot accept connections" in text)
-        time.sleep(3)  # three more retries of the accept loop, which must stay quiet
+        eventually_sync(
+            our_server.log,
+            lambda text: "cannot accept connections" in text,
+            what="the accept failure logged",
+        )
+        time.sleep(3)  # the point: three more retries of the accept loop, which must stay quiet
         log = our_server.log()
         assert log.count("cannot accept connections") == 1, log[-2000:]
         assert "Traceback" not in log
         assert len(log.splitlines()) < 100
         assert isns_query(flood[0], 5).xid == 5  # admitted before the limit: served
     # Every descriptor back: the backlog drains and a fresh client is served.
-    assert eventually(lambda: safely(isns_served, our_server.port, BYSTANDER), bool, timeout=20)
+    eventually_sync(
+        lambda: safely(isns_served, our_server.port, BYSTANDER),
+        what="a fresh client served",
+        within=20,
+    )
     assert our_server.stop() == 0
     log = our_server.log()
     assert "Traceback" not in log and "ERROR" not in log, log[-2000:]

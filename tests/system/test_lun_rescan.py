@@ -6,7 +6,6 @@ import os
 import signal
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 from isns_server.portal.iscsi.pdu import AsyncMessage, DataIn, ScsiCommand, ScsiResponse
@@ -14,6 +13,7 @@ from isns_server.scsi.constants import AdditionalSense, ScsiStatus, SenseKey
 
 from ..initiator import RawInitiator
 from ..peers import require
+from ..polling import eventually_sync
 from ..processes import OurServer
 
 TARGET = "iqn.2026-11.org.example.test:disk1"
@@ -38,13 +38,6 @@ def read_capacity(initiator: RawInitiator, cmdsn: int) -> int | tuple[int, int]:
     return int((last_lba + 1) * block)
 
 
-def wait_for_log(server: OurServer, text: str) -> None:
-    deadline = time.monotonic() + 10
-    while text not in server.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged"
-        time.sleep(0.05)
-
-
 def test_sighup_publishes_a_grown_lun(our_server: OurServer, tmp_path: Path) -> None:
     lun_path = tmp_path / "disk1.img"
     port = our_server.enable_portal()
@@ -57,16 +50,17 @@ def test_sighup_publishes_a_grown_lun(our_server: OurServer, tmp_path: Path) -> 
         assert read_capacity(initiator, 1) == 1 << 20
 
         our_server.process.send_signal(signal.SIGHUP)
-        wait_for_log(our_server, "LUN rescan: no LUN changed size")
+        unchanged = "LUN rescan: no LUN changed size"
+        eventually_sync(our_server.log, lambda log: unchanged in log, what=repr(unchanged))
         assert read_capacity(initiator, 2) == 1 << 20  # no unit attention
 
         os.truncate(lun_path, 3 << 20)
         our_server.process.send_signal(signal.SIGHUP)
-        wait_for_log(
-            our_server,
+        changed = (
             f"target {TARGET} LUN 0: capacity changed from 1048576 to 3145728 bytes;"
-            " initiators get a unit attention",
+            " initiators get a unit attention"
         )
+        eventually_sync(our_server.log, lambda log: changed in log, what=repr(changed))
         capacity_changed = (SenseKey.UNIT_ATTENTION, AdditionalSense.CAPACITY_DATA_HAS_CHANGED)
         event = initiator.receive()  # 10.9.1: a SCSI asynchronous event, unasked
         assert isinstance(event, AsyncMessage) and event.async_event == 0, event
