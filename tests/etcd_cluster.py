@@ -1,6 +1,9 @@
 """A 1- or 3-member etcd cluster on 127.0.0.1 for tests and benches, each member with its
-own data directory and free ports, started as child processes and stopped by the test."""
+own data directory and free ports, started as child processes and stopped by the test.
+With `tls` (a certificate for 127.0.0.1 and its key) clients must use https and present
+a certificate that one signed (the test uses the same self-signed one)."""
 
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -11,8 +14,9 @@ from .processes import free_port, stop_process
 
 
 class EtcdMember:
-    def __init__(self, name: str, workdir: Path) -> None:
+    def __init__(self, name: str, workdir: Path, tls: tuple[Path, Path] | None = None) -> None:
         self.name = name
+        self.tls = tls
         self.data_dir = workdir / f"etcd-{name}"
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -21,7 +25,8 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -55,14 +60,28 @@ class EtcdMember:
                     "50",
                     "--election-timeout",
                     "500",
+                    *self._tls_options(),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
 
+    def _tls_options(self) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = (str(path) for path in self.tls)
+        return ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", cert,
+                "--client-cert-auth"]  # fmt: skip
+
     def healthy(self) -> bool:
+        context = None
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=str(self.tls[0]))
+            context.load_cert_chain(*self.tls)
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1) as answer:
+            with urllib.request.urlopen(
+                f"{self.client_url}/health", timeout=1, context=context
+            ) as answer:
                 return b'"true"' in answer.read()
         except (OSError, urllib.error.URLError):
             return False
@@ -80,9 +99,11 @@ class EtcdMember:
 class EtcdCluster:
     """`size` members (1 or 3); `start` returns once every member reports healthy."""
 
-    def __init__(self, etcd: str, workdir: Path, size: int = 3) -> None:
+    def __init__(
+        self, etcd: str, workdir: Path, size: int = 3, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.etcd = etcd
-        self.members = [EtcdMember(f"m{i}", workdir) for i in range(size)]
+        self.members = [EtcdMember(f"m{i}", workdir, tls) for i in range(size)]
 
     @property
     def endpoints(self) -> list[str]:

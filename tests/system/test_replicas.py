@@ -25,6 +25,7 @@ from ..etcd_cluster import EtcdCluster
 from ..peers import require
 from ..polling import WITHIN, eventually, eventually_sync
 from ..processes import THIS_CHECKOUT, OurServer, free_port, wait_for_port
+from .test_api_tls import self_signed
 from .test_notifications import (
     FAST_TIMERS,
     I1,
@@ -56,7 +57,7 @@ def replicas(tmp_path: Path, etcd: EtcdCluster, count: int = 3, **isns: object) 
     servers = []
     for i in range(count):
         workdir = tmp_path / f"replica{i}"
-        workdir.mkdir()
+        workdir.mkdir(parents=True)
         server = OurServer(workdir, control_nodes=[ADMIN], **isns)
         endpoints = etcd.endpoints[i:] + etcd.endpoints[:i]  # each prefers another member
         server.configure(
@@ -405,3 +406,33 @@ async def test_replicas_starting_together_make_each_configured_domain_once(
         for server in servers:
             if server.process is not None and server.process.poll() is None:
                 server.stop()
+
+
+async def test_a_replica_over_https_with_a_client_certificate(tmp_path: Path) -> None:
+    tls = self_signed(tmp_path)  # for 127.0.0.1: etcd's certificate, CA and ours
+    cluster = EtcdCluster(require("etcd"), tmp_path, size=1, tls=(tls.cert, tls.key))
+    cluster.start()
+    try:
+        (replica,) = replicas(tmp_path, cluster, count=1)
+        etcd = {"endpoints": cluster.endpoints, "ca_file": str(tls.cert)}
+        replica.configure(
+            store={
+                "backend": "etcd",
+                "etcd": {**etcd, "cert_file": str(tls.cert), "key_file": str(tls.key)},
+            }
+        )
+        replica.start()
+        try:
+            name = "iqn.2026-11.org.example.test:over-tls"
+            answer = await dev_attr_reg(replica.port, name, "tls", IPv4Address("127.0.3.1"))
+            assert answer.status == Status.SUCCESSFUL
+        finally:
+            replica.stop()
+        # Without the client certificate etcd refuses, and the replica says so and stops.
+        (refused,) = replicas(tmp_path / "refused", cluster, count=1)
+        refused.configure(store={"backend": "etcd", "etcd": etcd})
+        with pytest.raises(RuntimeError):
+            refused.start()
+        assert "cannot read the registry from etcd" in refused.log()
+    finally:
+        cluster.stop()
