@@ -5,8 +5,10 @@ acknowledged, a dead etcd member changes nothing, and expiry, ESI and SCNs go on
 leader dies."""
 
 import asyncio
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
@@ -431,6 +433,43 @@ async def test_a_replica_over_https_with_a_client_certificate(tmp_path: Path) ->
         # Without the client certificate etcd refuses, and the replica says so and stops.
         (refused,) = replicas(tmp_path / "refused", cluster, count=1)
         refused.configure(store={"backend": "etcd", "etcd": etcd})
+        with pytest.raises(RuntimeError):
+            refused.start()
+        assert "cannot read the registry from etcd" in refused.log()
+    finally:
+        cluster.stop()
+
+
+def etcd_call(endpoint: str, path: str, body: dict[str, object]) -> object:
+    """One request to etcd's JSON gateway, for what the test sets up in etcd itself."""
+    request = urllib.request.Request(f"{endpoint}{path}", json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+async def test_a_replica_with_etcd_user_authentication(tmp_path: Path) -> None:
+    cluster = EtcdCluster(require("etcd"), tmp_path, size=1).start()
+    try:
+        endpoint = cluster.endpoints[0]
+        # etcd's own steps: a root user with the root role, then authentication on.
+        etcd_call(endpoint, "/v3/auth/user/add", {"name": "root", "password": "isns-secret"})
+        etcd_call(endpoint, "/v3/auth/role/add", {"name": "root"})
+        etcd_call(endpoint, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+        etcd_call(endpoint, "/v3/auth/enable", {})
+        (replica,) = replicas(tmp_path, cluster, count=1)
+        etcd = {"endpoints": cluster.endpoints, "user": "root", "password": "isns-secret"}
+        replica.configure(store={"backend": "etcd", "etcd": etcd})
+        replica.start()
+        try:
+            name = "iqn.2026-11.org.example.test:authenticated"
+            answer = await dev_attr_reg(replica.port, name, "auth", IPv4Address("127.0.4.1"))
+            assert answer.status == Status.SUCCESSFUL
+        finally:
+            replica.stop()
+        (refused,) = replicas(tmp_path / "refused", cluster, count=1)
+        refused.configure(
+            store={"backend": "etcd", "etcd": {**etcd, "password": "not-the-password"}}
+        )
         with pytest.raises(RuntimeError):
             refused.start()
         assert "cannot read the registry from etcd" in refused.log()
