@@ -45,6 +45,14 @@ class FakeEtcd:
         self._commit([Event(KeyValue(key, value, self.revision, lease), False)])
         return self.revision
 
+    def compact(self) -> None:
+        """History before now is gone: every watch is cancelled, as etcd does when its
+        start revision has been compacted away."""
+        for queue in self.watchers:
+            queue.put_nowait(
+                wire.WatchAnswer(self.revision, (), canceled=True, compact_revision=self.revision)
+            )
+
     async def txn(
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: Any = None
     ) -> wire.TxnAnswer:
@@ -253,3 +261,22 @@ async def test_one_leader_and_another_takes_over_when_its_lease_runs_out() -> No
     assert sorted(events[1:]) == ["one stops", "two leads"]
     await one.stop()
     await two.stop()
+
+
+async def test_a_watch_behind_a_compaction_reads_everything_again() -> None:
+    etcd = FakeEtcd()
+    store, _ = await started(etcd)
+    reloaded: list[bool] = []
+    store.on_write_failed(lambda: reloaded.append(True))
+    # B was written while this replica's watch was away, and that history is compacted.
+    etcd.revision += 1
+    etcd.kvs[record_key(PREFIX.encode(), B)] = (b'{"eid":"b"}', etcd.revision, etcd.revision, 0)
+    etcd.compact()
+    for _ in range(100):  # bounded
+        if reloaded:
+            break
+        await asyncio.sleep(0.01)
+    assert reloaded == [True]  # memory rebuilt from everything read again
+    assert store.load() == [(B, {"eid": "b"})]
+    assert store.revision == etcd.revision
+    await store.close()
