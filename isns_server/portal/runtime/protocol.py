@@ -1,4 +1,9 @@
-"""asyncio adapter for one portal connection: bytes in and out, one timer; no iSCSI here."""
+"""asyncio adapter for one portal connection: bytes in and out, one timer; no iSCSI here.
+
+After each call into the pull-only `Connection` (bytes received, the timer, results from
+the LUN workers, a wake-up) `_process` starts the tasks it asks for (a result that
+comes at once goes straight back) and writes what it has to send, once.
+"""
 
 import asyncio
 import logging
@@ -33,7 +38,6 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self._admission = admission  # the portal's connection caps
         self._ticket: Ticket | None = None
         self._workers = workers
-        self._flush_soon = False  # a flush is scheduled for tasks that ended
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._writer: ScatterWriter | None = None
@@ -59,7 +63,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
         assert connection is not None
         connection.reader.buffer_updated(nbytes)
         connection.receive(self._loop.time())
-        self._flush()
+        self._process()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -85,28 +89,35 @@ class PortalProtocol(asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.resume_reading()
 
-    # ConnectionIo
-
-    def start_task(self, task: ScsiTask) -> None:
-        if self._metrics is not None:
-            self._started[task] = time.perf_counter()
-        self._workers.submit(task, self._task_done)
-
     def wake(self) -> None:
-        if not self._flush_soon:  # one write for everything queued meanwhile
-            self._flush_soon = True
-            self._workers.soon(self._flush_queued)
+        """ConnectionIo: something was queued outside the connection's own calls."""
+        self._workers.soon.call(self._process)
 
-    def _task_done(self, task: ScsiTask, result: ScsiResult) -> None:
+    def _process(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        while tasks := connection.tasks_to_start():
+            for task in tasks:
+                if self._metrics is not None:
+                    self._started[task] = time.perf_counter()
+                result = self._workers.submit(task, self._worker_done)
+                if result is not None:
+                    self._record(task, result)
+                    connection.task_done(task, result)
+        self._flush()
+
+    def _worker_done(self, task: ScsiTask, result: ScsiResult) -> None:
+        """A worker's result, on the loop: written with the rest of its batch."""
+        self._record(task, result)
+        if self._connection is not None:  # else the connection is gone: nobody to answer
+            self._connection.task_done(task, result)
+            self._workers.soon.call(self._process)
+
+    def _record(self, task: ScsiTask, result: ScsiResult) -> None:
         started = self._started.pop(task, None)
         if self._metrics is not None and started is not None:
             self._metrics.task_done(task, result, time.perf_counter() - started)
-        if self._connection is not None:  # else the connection is gone: nobody to answer
-            self._connection.task_done(task, result)
-
-    def _flush_queued(self) -> None:
-        self._flush_soon = False
-        self._flush()
 
     def _flush(self) -> None:
         transport, connection = self._transport, self._connection
@@ -135,4 +146,4 @@ class PortalProtocol(asyncio.BufferedProtocol):
         self._timer = None
         if self._connection is not None:
             self._connection.handle_timer(self._loop.time())
-            self._flush()
+            self._process()

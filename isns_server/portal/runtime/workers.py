@@ -6,8 +6,8 @@ stalls only its own LUN while the portal, iSNS and SLP keep answering. A command
 need not wait for the disk (a read the page cache holds, an INQUIRY) runs at once on the
 event loop, saving two thread hand-offs, unless a command that changes something (a
 write, a reservation) is queued for its unit: reads may pass reads, nothing passes a
-write. Results go back to the event loop in batches: one wake-up for however many
-finished meanwhile.
+write. Results go back to the event loop in batches (`Soon`): one wake-up for however
+many finished meanwhile.
 """
 
 import asyncio
@@ -20,6 +20,7 @@ from queue import SimpleQueue
 
 from ...scsi import LogicalUnit, ScsiResult
 from ..session.tasks import ScsiTask
+from .soon import Soon
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +30,30 @@ _Job = tuple[ScsiTask, Done]
 
 class UnitWorkers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.soon = Soon(loop)  # also the adapters' flushes: one pass per batch
         self._queues: dict[LogicalUnit, SimpleQueue[_Job | None]] = {}
         self._threads: list[threading.Thread] = []
         # Queued or running commands that change something, by unit; event loop only
         self._barriers: dict[LogicalUnit, int] = {}
+        # Appended by the workers, emptied on the event loop (deque: thread-safe ends)
         self._finished: deque[tuple[LogicalUnit, ScsiTask, ScsiResult, Done]] = deque()
-        self._lock = threading.Lock()
-        self._wake_pending = False
-        self._delivering = False
-        self._after_delivery: dict[Callable[[], None], None] = {}  # ordered, no repeats
 
-    def submit(self, task: ScsiTask, done: Done) -> None:
+    def submit(self, task: ScsiTask, done: Done) -> ScsiResult | None:
         """Runs `task` now if it need not wait for the disk and no change is ahead of it,
-        else on its unit's worker; `done` gets the result on the event loop."""
+        and returns its result; else None, and it runs on its unit's worker: `done` gets
+        the result on the event loop."""
         unit = task.unit
         if unit is None:  # the target answers (REPORT LUNS, absent LUNs): no disk there
-            done(task, task.execute())
-            return
+            return task.execute()
         reorderable = task.reorderable
         if reorderable and not self._barriers.get(unit):
             result = task.execute_now()
             if result is not None:
-                done(task, result)
-                return
+                return result
         if not reorderable:
             self._barriers[unit] = self._barriers.get(unit, 0) + 1
         self._queue(unit).put((task, done))
-
-    def soon(self, callback: Callable[[], None]) -> None:
-        """Call `callback` on the event loop soon: right after the results being handed
-        out now, when called from a `done` (one write for a batch, no extra loop pass)."""
-        if self._delivering:
-            self._after_delivery[callback] = None
-        else:
-            self._loop.call_soon(callback)
+        return None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Lets each worker finish what it was given, waiting up to `timeout` seconds."""
@@ -103,27 +93,13 @@ class UnitWorkers:
         while (job := queue.get()) is not None:
             task, done = job
             result = task.execute()
-            with self._lock:
-                self._finished.append((unit, task, result, done))
-                wake, self._wake_pending = not self._wake_pending, True
-            if wake:
-                try:
-                    self._loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: nobody is waiting any more
-                    return
+            self._finished.append((unit, task, result, done))
+            self.soon.call(self._deliver)
 
     def _deliver(self) -> None:
-        with self._lock:
-            finished, self._finished = self._finished, deque()
-            self._wake_pending = False
-        self._delivering = True
-        try:
-            for unit, task, result, done in finished:
-                if not task.reorderable:
-                    self._barriers[unit] -= 1
-                done(task, result)
-        finally:
-            self._delivering = False
-        after, self._after_delivery = self._after_delivery, {}
-        for callback in after:
-            callback()
+        finished = self._finished
+        while finished:
+            unit, task, result, done = finished.popleft()
+            if not task.reorderable:
+                self._barriers[unit] -= 1
+            done(task, result)

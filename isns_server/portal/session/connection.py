@@ -1,13 +1,15 @@
 """One TCP connection to the portal, sans-IO: the Login Phase, then the Full Feature Phase.
 
-Received bytes go into `reader` (`receive_data`, or `get_buffer`/`buffer_updated` for an
-asyncio.BufferedProtocol); `receive(now)` then handles every complete PDU.
-`data_to_send()` gives the buffers to write, in order; once `closing` is set, write them
-and close. `deadline` and `handle_timer(now)` drive the login timeout and NOP-In pings.
-SCSI commands go to `io.start_task`, which has them run and calls `task_done` with
-their results. Whatever is queued outside `receive` and `handle_timer` (those
-results, asynchronous events, a close when a new login reinstates the session) is
-announced with `io.wake()`.
+Pull-only, in the shape of aioquic's QuicConnection: `receive(now)` (after bytes went
+into `reader`: `receive_data`, or `get_buffer`/`buffer_updated` for an
+asyncio.BufferedProtocol), `handle_timer(now)` and `task_done(task, result)` only queue.
+After each call the adapter takes the SCSI tasks to run from `tasks_to_start()` (run
+each, hand its result to `task_done`, and ask again: a result may release more), then
+the buffers to write, in order, from `data_to_send()`, and writes once; once `closing`
+is set, it writes them and closes. `deadline` and `handle_timer(now)` drive the login
+timeout and NOP-In pings. What arises outside those calls (a unit attention raised by
+another session, a close when a new login reinstates the session) is queued too and
+announced with `io.wake()`: the adapter then asks as after a call.
 
 Bad input gets the RFC's answer: before the first Login Request the connection just
 closes (3.2.3); during login, a Login reject (5.3); in the Full Feature Phase a Reject
@@ -68,13 +70,8 @@ class PortalServices(LoginDirectory, SessionServices, Protocol):
 
 
 class ConnectionIo(Protocol):
-    def start_task(self, task: ScsiTask) -> None:
-        """Run `task` (at once if it need not wait for the disk, else on a worker thread),
-        then call `Connection.task_done` with its result."""
-        ...
-
     def wake(self) -> None:
-        """Output was queued outside `receive` and `handle_timer`: send it soon."""
+        """Output was queued outside the connection's own calls: send it soon."""
         ...
 
 
@@ -114,6 +111,7 @@ class Connection:
         self._settings = settings
         self._login = LoginMachine(settings.login, services, now=now)
         self._out: list[bytes | memoryview] = []
+        self._tasks: list[ScsiTask] = []  # to start, in order
         self._digests = (False, False)  # header, data: none until the Full Feature Phase
         self._login_started = False  # a Login Request arrived: the Login Phase began
         self._warned = False
@@ -139,7 +137,12 @@ class Connection:
         """A task this connection started has ended (dropped once the connection is)."""
         if self.session is not None and self.closing is None:
             self._apply(self.session.complete(task, result))
-            self._io.wake()
+
+    def tasks_to_start(self) -> list[ScsiTask]:
+        """The SCSI tasks to run, in order: at once if they need not wait for the disk,
+        else on their unit's worker; each result goes to `task_done`."""
+        tasks, self._tasks = self._tasks, []
+        return tasks
 
     def data_to_send(self) -> list[bytes | memoryview]:
         out, self._out = self._out, []
@@ -266,8 +269,7 @@ class Connection:
 
     def _apply(self, step: SessionStep) -> None:
         self._send(step.pdus)
-        for task in step.tasks:
-            self._io.start_task(task)
+        self._tasks += step.tasks
         if step.logged_out:
             self.closing = "logged out"  # 10.14: the target closes after its response
             log.info("%s: logged out", self._who())

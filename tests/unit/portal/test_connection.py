@@ -37,7 +37,6 @@ from isns_server.portal.self_registration import Registration
 from isns_server.portal.session.connection import Connection, PortalSettings, login_warnings
 from isns_server.portal.session.dataout import WriteBudget, WritePolicy
 from isns_server.portal.session.full_feature import KeepalivePolicy
-from isns_server.portal.session.tasks import ScsiTask
 from isns_server.registry import Policy, Registry, TargetPortal
 
 PREFIX = "iqn.2026-11.org.example.test:"
@@ -99,15 +98,11 @@ class Peer:
         portal: PortalSettings | None = None,
         address: str = "192.0.2.1:40000",
     ) -> None:
-        self.tasks: list[ScsiTask] = []  # started, not yet run
         self.woken = 0
         portal = portal or settings_of_a_portal()
         self.connection = Connection(directory, portal, address, NOW, self)
         self.reader = PduReader(max_recv_data_segment_length=1 << 24)
         self.digests = (False, False)
-
-    def start_task(self, task: ScsiTask) -> None:
-        self.tasks.append(task)
 
     def wake(self) -> None:
         self.woken += 1
@@ -115,9 +110,14 @@ class Peer:
     def send_bytes(self, data: bytes, now: float = NOW) -> list[Pdu]:
         self.connection.reader.receive_data(data)
         self.connection.receive(now)
-        while self.tasks:  # as the portal's workers would, later
-            task = self.tasks.pop(0)
-            self.connection.task_done(task, task.execute())
+        return self.answers()
+
+    def answers(self) -> list[Pdu]:
+        """As the portal's adapter does after each call: run the tasks asked for (a
+        result may release more), then take everything to send at once."""
+        while tasks := self.connection.tasks_to_start():
+            for task in tasks:
+                self.connection.task_done(task, task.execute())
         for piece in self.connection.data_to_send():
             self.reader.receive_data(piece)
         answers = []
@@ -159,6 +159,30 @@ def test_zoned_initiator_logs_in_and_runs_commands(directory: PortalCatalog) -> 
     command = ScsiCommand(read=True, itt=2, cmdsn=0, expected_data_transfer_length=36, cdb=INQUIRY)
     (data_in,) = peer.send(command)
     assert isinstance(data_in, DataIn) and data_in.status == 0 and len(data_in.data) == 36
+    peer.connection.connection_lost()
+
+
+def test_calls_only_queue_and_the_adapter_pulls_tasks_then_bytes(
+    directory: PortalCatalog,
+) -> None:
+    """Pull-only: receive queues the commands' tasks and sends nothing of theirs; a
+    result queues the response and never asks for a wake-up (the adapter called)."""
+    peer = Peer(directory)
+    assert peer.login(*normal(ZONED)).status == 0
+    inquiries = [
+        ScsiCommand(read=True, itt=i, cmdsn=i - 2, expected_data_transfer_length=36, cdb=INQUIRY)
+        for i in (2, 3)
+    ]
+    peer.connection.reader.receive_data(b"".join(b"".join(encode_pdu(c)) for c in inquiries))
+    peer.connection.receive(NOW)
+    tasks = peer.connection.tasks_to_start()
+    assert [task.itt for task in tasks] == [2, 3]
+    assert peer.connection.data_to_send() == [] and peer.connection.tasks_to_start() == []
+    for task in reversed(tasks):  # results may come back in any order
+        peer.connection.task_done(task, task.execute())
+    assert peer.woken == 0
+    answers = peer.answers()
+    assert [(type(pdu), pdu.itt) for pdu in answers] == [(DataIn, 3), (DataIn, 2)]
     peer.connection.connection_lost()
 
 
@@ -344,7 +368,7 @@ def test_a_reset_by_one_session_is_an_async_event_for_every_session(
     own_ua = scsi(resetter, TEST_UNIT_READY, itt=4, cmdsn=0)
     assert isinstance(own_ua, ScsiResponse) and own_ua.status == 2
     assert watcher.woken
-    (event,) = watcher.send_bytes(b"")  # what it was woken for
+    (event,) = watcher.answers()  # what it was woken for
     assert isinstance(event, AsyncMessage) and event.async_event == 0  # a SCSI event
     sense = event.data[2:]
     assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x6, 0x29, 0x00)  # UNIT ATTENTION
