@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 RemoteChanges = Callable[[list[tuple[Ref, Record | None]]], None]
 RETRY_INTERVAL = 1.0  # seconds between attempts while etcd is unreachable
 LOG_INTERVAL = 60.0  # seconds between log lines about the same failure
-CATCH_UP_TIMEOUT = 5.0  # seconds to wait for the watch to bring a conflicting change
 MAX_TXN_OPS = 100  # etcd refuses a transaction of more than 128 operations by default
 HEALTH_INTERVAL = 2.0  # seconds between quorum reads while writes work
 
@@ -86,7 +85,6 @@ class EtcdStore:
         self._records: dict[Ref, Record] = {}
         self._revisions: dict[Ref, int] = {}  # mod revision of each record in the mirror
         self.revision = 0  # the store's revision the mirror is complete up to
-        self._watched = asyncio.Condition()
         self._pending: dict[Ref, Record | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._in_flight: asyncio.Task[None] | None = None
@@ -189,21 +187,25 @@ class EtcdStore:
         part: list[tuple[Ref, Record | None]],
         waiters: list["asyncio.Future[None]"],
     ) -> bool:
-        compare, ops = [], []
+        compare, ops, reads = [], [], []
         for ref, record in part:
             key = record_key(self.prefix, ref)
-            compare.append(wire.mod_revision_is(key, self._revisions.get(ref, 0)))
+            # A record memory does not hold must not exist in etcd (mod revision 0).
+            known = self._revisions.get(ref, 0) if ref in self._records else 0
+            compare.append(wire.mod_revision_is(key, known))
+            reads.append(wire.range_op(key))
             if record is None:
                 ops.append(wire.delete_op(key))
             else:
                 ops.append(wire.put_op(key, json.dumps(record, separators=(",", ":")).encode()))
         try:
-            answer = await self.client.txn(compare, ops)
+            # Failing, the transaction reads what those keys hold now instead.
+            answer = await self.client.txn(compare, ops, reads)
         except EtcdError as exc:
             self._unavailable(batch, waiters, exc)
             return False
         if not answer.succeeded:
-            await self._caught_up_to(answer.revision)
+            self._take_current(part, answer)
             await self._lost(batch, waiters)
             return False
         self._succeeded()
@@ -215,11 +217,18 @@ class EtcdStore:
                 self._records[ref] = record
         return True
 
-    async def _caught_up_to(self, revision: int) -> None:
-        """Wait (bounded) until the watch has brought everything up to `revision`."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CATCH_UP_TIMEOUT), self._watched:
-                await self._watched.wait_for(lambda: self.revision >= revision)
+    def _take_current(self, part: list[tuple[Ref, Record | None]], answer: wire.TxnAnswer) -> None:
+        """Into the mirror: what the keys of a lost transaction hold now (it read them),
+        so memory can be put back to that at once, before the watch brings it."""
+        for (ref, _), kvs in zip(part, answer.ranges, strict=False):
+            if kvs:
+                kv = kvs[0]
+                if kv.mod_revision > self._revisions.get(ref, 0):
+                    self._records[ref] = json.loads(kv.value)
+                    self._revisions[ref] = kv.mod_revision
+            elif ref in self._records:  # deleted since: no older event may bring it back
+                del self._records[ref]
+                self._revisions[ref] = answer.revision
 
     async def _lost(self, batch: Changes, waiters: list["asyncio.Future[None]"]) -> None:
         self.conflicts += 1
@@ -313,9 +322,10 @@ class EtcdStore:
                         raise EtcdError(f"etcd cancelled the watch: {answer.cancel_reason}")
                     self.watching = True
                     self._arrived.extend(answer.events)
-                    async with self._watched:
-                        self.revision = max(self.revision, answer.revision)
-                        self._watched.notify_all()
+                    # Up to its last event, not the header's revision: a watch catching up
+                    # reports the current revision before it has sent the older events.
+                    for event in answer.events:
+                        self.revision = max(self.revision, event.kv.mod_revision)
                     if self._in_flight is None:
                         self._apply_arrived()
             except EtcdError as exc:

@@ -54,6 +54,7 @@ class RangeAnswer:
 class TxnAnswer:
     succeeded: bool
     revision: int  # the revision this transaction made (or the current one, if it failed)
+    ranges: tuple[tuple[KeyValue, ...], ...] = ()  # what the branch taken read, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,10 @@ def put_op(key: bytes, value: bytes, lease: int = 0) -> Json:
     if lease:
         put["lease"] = str(lease)
     return {"request_put": put}
+
+
+def range_op(key: bytes) -> Json:
+    return {"request_range": {"key": b64(key)}}
 
 
 def delete_op(key: bytes) -> Json:
@@ -158,7 +163,12 @@ def parse_range(answer: Json) -> RangeAnswer:
 
 def parse_txn(answer: Json) -> TxnAnswer:
     check_error(answer)
-    return TxnAnswer(bool(answer.get("succeeded", False)), _revision(answer))
+    ranges = tuple(
+        tuple(_kv(kv) for kv in response["response_range"].get("kvs", ()))
+        for response in answer.get("responses", ())
+        if "response_range" in response
+    )
+    return TxnAnswer(bool(answer.get("succeeded", False)), _revision(answer), ranges)
 
 
 def parse_watch(answer: Json) -> WatchAnswer:

@@ -45,6 +45,15 @@ class FakeEtcd:
         self._commit([Event(KeyValue(key, value, self.revision, lease), False)])
         return self.revision
 
+    def _read(self, ops: list[dict[str, Any]]) -> tuple[tuple[KeyValue, ...], ...]:
+        """What a failure branch of range requests reads."""
+        found = []
+        for op in ops:
+            key = _key(op["request_range"]["key"])
+            value = self.kvs.get(key)
+            found.append(() if value is None else (KeyValue(key, value[0], value[1]),))
+        return tuple(found)
+
     def compact(self) -> None:
         """History before now is gone: every watch is cancelled, as etcd does when its
         start revision has been compacted away."""
@@ -64,7 +73,7 @@ class FakeEtcd:
             actual = {"MOD": mod, "CREATE": created, "LEASE": lease}[c["target"]]
             wanted = int(c.get("mod_revision", c.get("create_revision", c.get("lease", 0))))
             if actual != wanted:
-                return wire.TxnAnswer(False, self.revision)
+                return wire.TxnAnswer(False, self.revision, self._read(failure or []))
         if len(success) > 128:  # etcd's --max-txn-ops default
             raise EtcdError("etcdserver: too many operations in txn request", 3)
         if not success:
@@ -171,6 +180,18 @@ async def test_a_write_commits_and_its_own_watch_event_is_not_applied_again() ->
     etcd.put(record_key(PREFIX.encode(), B), b'{"eid":"b"}')
     await settle()
     assert applied == [[(B, {"eid": "b"})]]
+    await store.close()
+
+
+async def test_a_record_deleted_and_written_again() -> None:
+    etcd = FakeEtcd()
+    store, _ = await started(etcd)
+    await store.submit({A: {"eid": "a"}})
+    await store.submit({A: None})
+    await settle()
+    await store.submit({A: {"eid": "a", "again": 1}})  # absent in etcd: compared with 0
+    assert json.loads(etcd.kvs[record_key(PREFIX.encode(), A)][0]) == {"eid": "a", "again": 1}
+    assert store.conflicts == 0
     await store.close()
 
 
