@@ -180,6 +180,10 @@ async def test_a_registration_on_one_replica_is_listed_by_the_others(
         )
     assert answer.status == Status.SUCCESSFUL
     assert await eventually_registered(three[0].port, [name], present=False) == set()
+    # Registered again where it was first: its key is gone from etcd, and that is fine.
+    answer = await dev_attr_reg(three[0].port, name, "shared", IPv4Address("127.0.0.2"))
+    assert answer.status == Status.SUCCESSFUL
+    assert await eventually_registered(three[1].port, [name]) == {name}
 
 
 async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
