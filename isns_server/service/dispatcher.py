@@ -13,6 +13,10 @@ waiting behind them is answered again from the reloaded registry (it never sees 
 dropped changes, and another client's failed write is not its error). Until the store
 is writable again, requests that change the registry are refused with Internal Error
 before they touch it; queries are answered from memory.
+
+With a store shared by several servers (etcd), a change can also lose to another
+server's change of the same objects (StoreConflict): the store has put memory back as
+the winner left it, and the request runs again on that, up to CONFLICT_RETRIES times.
 """
 
 import asyncio
