@@ -68,7 +68,7 @@ class Application:
             self.store = await open_etcd_store(config.store.etcd)
         else:
             self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
-        if isinstance(self.store, SqliteStore):
+        if isinstance(self.store, SqliteStore | EtcdStore):
             self.store.on_batch_written(self.metrics.store.batch_written)
         policy = Policy(
             default_dd=config.isns.default_dd,

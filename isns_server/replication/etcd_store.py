@@ -92,6 +92,7 @@ class EtcdStore:
         self._arrived: list[wire.Event] = []  # watch events not yet applied
         self._undo: Callable[[], None] | None = None
         self._remote: RemoteChanges | None = None
+        self._written: Callable[[int, float], None] | None = None
         self._failed_at: float | None = None
         self._throttle = LogThrottle(log, LOG_INTERVAL)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,6 +143,10 @@ class EtcdStore:
     def on_write_failed(self, undo: Callable[[], None]) -> None:
         self._undo = undo
 
+    def on_batch_written(self, observer: Callable[[int, float], None]) -> None:
+        """`observer(records, seconds)` after each batch etcd committed (for metrics)."""
+        self._written = observer
+
     def submit(self, changes: Changes) -> "asyncio.Future[None]":
         self._pending.update(changes)
         waiter = asyncio.get_running_loop().create_future()
@@ -176,9 +181,12 @@ class EtcdStore:
         # (an expiry of hundreds of entities) goes in several, and its waiters hear once
         # all are in. If a later one fails, memory is put back to what etcd holds then.
         items = list(batch.items())
+        started = time.perf_counter()
         for start in range(0, len(items), MAX_TXN_OPS):
             if not await self._write_part(batch, items[start : start + MAX_TXN_OPS], waiters):
                 return
+        if self._written is not None and items:
+            self._written(len(items), time.perf_counter() - started)
         _resolve(waiters)
 
     async def _write_part(

@@ -64,6 +64,9 @@ class Leadership:
                 log.debug("leader election: %s", exc)
                 if self.leading and self.clock() - self._refreshed > self.ttl * 2 / 3:
                     await self._step_down(f"its etcd lease could not be refreshed ({exc})")
+            except Exception:  # a fault of ours must not end the election for good
+                log.exception("this replica could not lead; it gives the lead up to another")
+                await self._resign()
             await asyncio.sleep(self.ttl / 3)
 
     async def _round(self) -> bool:
@@ -111,6 +114,10 @@ class Leadership:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._resign()
+
+    async def _resign(self) -> None:
+        """Stop leading and give the lease back: another replica leads at once."""
         if self.leading:
             self.leading = False
             await self.on_deposed()
