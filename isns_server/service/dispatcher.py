@@ -53,7 +53,7 @@ CHANGING = frozenset(
 Reply = Callable[[Message], None]
 # Times a request whose change lost to another server's (a shared etcd store) runs again
 # before it is answered Internal Error.
-CONFLICT_RETRIES = 10
+CONFLICT_RETRIES = 50
 
 
 class Dispatcher:

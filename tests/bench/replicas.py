@@ -9,7 +9,7 @@ them; the same three with every registration sent to one of them (queries still 
 Then the cross-replica visibility latency: a registration acknowledged by replica 1,
 until replica 2 answers a query with it (polled back to back), p50 and p99.
 A registration whose transaction lost to another replica's is run again by the server
-(up to 10 times); one that keeps losing is answered Internal Error, counted as refused.
+(up to 50 times); one that keeps losing is answered Internal Error, counted as refused.
 Everything is on 127.0.0.1; every loop is bounded by a count and a time limit. Quote
 ratios: the absolute numbers depend on the machine and its neighbours.
 """
