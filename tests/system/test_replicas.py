@@ -27,6 +27,7 @@ from ..etcd_cluster import EtcdCluster
 from ..peers import require
 from ..polling import WITHIN, eventually, eventually_sync
 from ..processes import THIS_CHECKOUT, OurServer, free_port, wait_for_port
+from .test_api import iscsi_ls
 from .test_api_tls import self_signed
 from .test_notifications import (
     FAST_TIMERS,
@@ -43,6 +44,7 @@ from .test_notifications import register as notify_register
 CLIENTS = 8
 KILL_AFTER_ACKS = 200
 PER_CLIENT_LIMIT = 1000  # bounds the load loop even if the kill never happens
+LOCAL_TARGET = "iqn.2026-11.org.example.test:replica-disk"
 LEASE_TTL = 2  # seconds: the leader's lease, short so that takeover is quick
 
 
@@ -479,3 +481,30 @@ async def test_a_replica_with_etcd_user_authentication(tmp_path: Path) -> None:
         assert "cannot read the registry from etcd" in refused.log()
     finally:
         cluster.stop()
+
+
+@pytest.mark.interop  # libiscsi's iscsi-ls does the discovery
+async def test_a_replicas_own_target_is_discovered_through_another_replicas_portal(
+    tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    serving, other = replicas(tmp_path, etcd, count=2)
+    target_portal = serving.enable_portal()
+    disk = {"lun": 0, "path": str(tmp_path / "disk.img"), "size": "1MiB"}
+    serving.configure(targets=[{"name": LOCAL_TARGET, "luns": [disk]}])
+    other_portal = other.enable_portal()
+    try:
+        serving.start()
+        other.start()
+        initiator = "iqn.2026-11.org.example.test:discovering-host"
+        # SendTargets answered from the other replica's memory: the target, at the portal
+        # of the replica that serves it (its LUN data and sessions stay there).
+        found = await eventually(
+            lambda: iscsi_ls(other_portal, initiator),
+            lambda found: bool(found),
+            what="the serving replica's target in the other's SendTargets",
+        )
+        assert found == {(LOCAL_TARGET, f"127.0.0.1:{target_portal},1")}  # PG tag 1
+    finally:
+        for server in (serving, other):
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
