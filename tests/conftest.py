@@ -3,10 +3,18 @@ from pathlib import Path
 
 import pytest
 
+from isns_server.scsi import unit
+
 from .peers import require
 from .processes import OpenIsnsServer, OurServer
 
 ADMIN = "iqn.2026-11.org.example.test:admin"
+
+
+@pytest.fixture(autouse=True)
+def check_unit_owners(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each logical unit's state is changed by one thread only (docs/architecture.md)."""
+    monkeypatch.setattr(unit, "CHECK_OWNER", True)
 
 
 @pytest.fixture

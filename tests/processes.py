@@ -14,6 +14,9 @@ from .polling import eventually_sync
 # older copy is installed in site-packages.
 _ROOT = str(Path(__file__).resolve().parents[1])
 THIS_CHECKOUT = {
+    # Each logical unit's state is changed by its worker only: checked under test (the
+    # caller's environment may turn it off, as the data-path bench does for production)
+    "ISNS_SERVER_CHECK_UNIT_OWNER": "1",
     **os.environ,
     "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])),
 }

@@ -8,16 +8,23 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..admission import Admission, ConnectionLimits, TcpListener
 from ..config import Config, ListenAddress
 from ..metrics import PortalMetrics
 from ..registry import Registry, TargetPortal
+from ..scsi import ScsiResult
 from ..service.server import listen_problem
 from .catalog import PortalCatalog
 from .iscsi.login import LoginPolicy
-from .local_targets import chap_policy, close_local_targets, open_local_targets
+from .local_targets import (
+    LocalTarget,
+    chap_policy,
+    close_local_targets,
+    open_local_targets,
+)
 from .runtime.affinity import pin_to_one_cpu
 from .runtime.heap import keep_freed_buffers
 from .runtime.protocol import PortalProtocol
@@ -26,6 +33,7 @@ from .self_registration import Registration, RegistryCall, TargetRegistrar
 from .session.connection import PortalSettings, login_warnings
 from .session.dataout import WriteBudget, WritePolicy
 from .session.full_feature import KeepalivePolicy
+from .session.tasks import Job, UnitJob
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +130,36 @@ class PortalServer:
 
     def rescan_luns(self) -> None:
         """SIGHUP: take the sizes of LUN files and devices an administrator grew. Only the
-        backing sizes are re-read, not the configuration."""
-        if self.directory is None:
+        backing sizes are re-read, not the configuration. Each unit is rescanned by its
+        worker, in order with its commands; the sessions are told on the event loop."""
+        if self.directory is None or self.workers is None:
             return
-        changed = False
+        rescans: dict[Job, tuple[LocalTarget, int]] = {}
         for target in self.directory.targets.values():
-            for lun, old, new in target.scsi.rescan():
+            nexuses = frozenset(target.scsi.nexuses)
+            for lun, unit in sorted(target.scsi.units.items()):
+                rescans[UnitJob(unit, partial(unit.rescan, nexuses))] = (target, lun)
+        changed = False
+
+        def rescanned(job: Job, result: ScsiResult) -> None:
+            nonlocal changed
+            target, lun = rescans.pop(job)
+            assert isinstance(job, UnitJob)
+            if isinstance(job.outcome, tuple):
                 changed = True
+                target.scsi.announce_capacity(job.unit)
                 log.info(
                     "target %s LUN %d: capacity changed from %d to %d bytes; initiators get a"
                     " unit attention",
                     target.record.name,
                     lun,
-                    old,
-                    new,
+                    *job.outcome,
                 )
-        if not changed:
-            log.info("LUN rescan: no LUN changed size")
+            if not rescans and not changed:
+                log.info("LUN rescan: no LUN changed size")
+
+        for job in list(rescans):
+            self.workers.submit(job, rescanned)
 
     async def stop(self) -> None:
         for server in self.servers:

@@ -2,6 +2,10 @@
 
 Before a command runs, the unit reports a pending unit attention to the I_T nexus it is
 for (SAM-5 5.14) and refuses commands from other nexuses while RESERVE (6) holds it.
+
+The unit's state is changed by its owner only (`check_owner`): a `nowait` request, which
+may come from another thread, changes nothing, and one that would report a unit
+attention raises WouldBlock so that the owner reports it.
 """
 
 import struct
@@ -15,7 +19,7 @@ from .reservations import ReservationStore
 from .sbc import COMMANDS as BLOCK_COMMANDS
 from .sense import CheckCondition, ScsiResult, invalid_field
 from .spc import COMMANDS as PRIMARY_COMMANDS
-from .unit import Handler, ScsiRequest, UnitState, field_value
+from .unit import Handler, ScsiRequest, UnitState, check_owner, field_value
 from .xcopy import COMMANDS as COPY_COMMANDS
 
 # Commands that may pass a reservation or a unit attention (SPC-2 5.5.1, SAM-5 5.14).
@@ -103,7 +107,9 @@ class LogicalUnit:
         """Raises WouldBlock for a `nowait` request that may have to wait for the disk."""
         cdb = request.cdb
         state = self.state
-        if request.nowait and not may_run_now(cdb[0]):
+        if not request.nowait:
+            check_owner(state)
+        elif not may_run_now(cdb[0]):
             raise WouldBlock
         try:
             key = self._key(cdb)
@@ -117,6 +123,8 @@ class LogicalUnit:
             if cdb[0] not in _ALWAYS_ALLOWED:
                 pending = state.unit_attentions.get(request.nexus)
                 if pending:
+                    if request.nowait:
+                        raise WouldBlock  # reporting it changes the unit: its owner does
                     raise CheckCondition(SenseKey.UNIT_ATTENTION, AdditionalSense(pending.pop(0)))
             if (
                 state.reservation not in (None, request.nexus) and cdb[0] not in _PASS_RESERVATION
@@ -133,6 +141,7 @@ class LogicalUnit:
 
     def unit_attention(self, code: AdditionalSense, nexuses: Iterable[str]) -> None:
         """Queue `code` for each nexus: its next command reports it (SAM-5 5.14)."""
+        check_owner(self.state)
         for nexus in nexuses:
             pending = self.state.unit_attentions.setdefault(nexus, [])
             if code not in pending:
@@ -141,6 +150,7 @@ class LogicalUnit:
     def reset(self, nexuses: Iterable[str]) -> None:
         """LOGICAL UNIT RESET (SAM-5 5.7.7): reservations and medium removal prevention
         (SPC-4 6.13) end, every nexus is told."""
+        check_owner(self.state)
         self.state.reservation = None
         self.state.removal_prevented.clear()
         self.unit_attention(AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED, nexuses)
@@ -149,6 +159,7 @@ class LogicalUnit:
         """The I_T nexus ended: its RESERVE (6) ends with it (SPC-2 5.5.1), its prevention
         of medium removal (SPC-4 6.13), and what was held for it."""
         state = self.state
+        check_owner(state)
         if state.reservation == nexus:
             state.reservation = None
         state.removal_prevented.discard(nexus)
@@ -159,6 +170,7 @@ class LogicalUnit:
     def rescan(self, nexuses: Iterable[str]) -> tuple[int, int] | None:
         """Re-read the backstore's size; if it changed, each nexus gets CAPACITY DATA HAS
         CHANGED with its next command (SAM-5 5.14). (old, new) bytes, or None."""
+        check_owner(self.state)
         old = self.state.backstore.size
         new = self.state.backstore.refresh_size()
         if new == old:

@@ -3,6 +3,14 @@
 Commands for the target as a whole (REPORT LUNS) and for LUNs with no unit behind them
 (INQUIRY answers "not connected", REQUEST SENSE reports it, the rest fail with LOGICAL
 UNIT NOT SUPPORTED) are answered here; everything else goes to the unit.
+
+Two owners: the target's own state (the open nexuses, the attention listeners) belongs to
+whoever runs the sessions (the portal's event loop); each unit's state to the one thread
+that runs that unit's commands (its worker). Resets, the end of a nexus and rescans
+therefore come in two halves: the unit's part (`LogicalUnit.reset`, `nexus_lost`,
+`rescan`), run by the unit's owner, and the target's part here (`everyone`,
+`forget_nexus`, `announce_*`). `reset`, `nexus_lost` and `rescan` below do both at once,
+for a caller that owns everything (one thread).
 """
 
 import struct
@@ -13,7 +21,7 @@ from .inquiry import unit_designators
 from .logical_unit import LogicalUnit
 from .sense import CheckCondition, DataBuffer, ScsiResult, fixed_sense, invalid_field
 from .spc import inquiry_data, request_sense_data
-from .unit import ScsiRequest, field_value
+from .unit import CopyPeer, ScsiRequest, field_value
 
 _PERIPHERAL = 0b00  # address methods (SAM-5 4.7.6): LUN 0-255 in byte 1
 _FLAT_SPACE = 0b01  # LUN 0-16383 in the low 14 bits of bytes 0-1
@@ -48,8 +56,9 @@ class ScsiTarget:
         self.nexuses: set[str] = set()  # the I_T nexuses with a session open
         # By nexus: who reports a unit attention as soon as it arises (RFC 3720 10.9.1)
         self.attention_listeners: dict[str, AttentionListener] = {}
+        peers = {unit: CopyPeer(unit.state) for unit in self.units.values()}
         copy_targets = {
-            designator: unit.state
+            designator: peers[unit]
             for unit in self.units.values()
             for designator in unit_designators(unit.state.identity)
         }
@@ -59,15 +68,13 @@ class ScsiTarget:
     def reset(self, units: Iterable[LogicalUnit], by: str) -> None:
         """A reset by the nexus `by`: every nexus, `by` included, gets a unit attention
         (SAM-5 6.3.3)."""
-        everyone = self.nexuses | {by}
+        everyone = self.everyone(by)
         for unit in units:
             unit.reset(everyone)
-            code = AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
-            self._announce(unit, code, everyone)
+            self.announce_reset(unit, everyone)
 
     def nexus_lost(self, nexus: str) -> None:
-        self.nexuses.discard(nexus)
-        for unit in self.units.values():
+        for unit in self.forget_nexus(nexus):
             unit.nexus_lost(nexus)
 
     def rescan(self) -> list[tuple[int, int, int]]:
@@ -77,8 +84,27 @@ class ScsiTarget:
         for lun, unit in sorted(self.units.items()):
             if (change := unit.rescan(self.nexuses)) is not None:
                 changes.append((lun, *change))
-                self._announce(unit, AdditionalSense.CAPACITY_DATA_HAS_CHANGED, self.nexuses)
+                self.announce_capacity(unit)
         return changes
+
+    def everyone(self, by: str) -> frozenset[str]:
+        """The nexuses a reset by `by` reaches: every open one, `by` included."""
+        return frozenset(self.nexuses | {by})
+
+    def forget_nexus(self, nexus: str) -> list[LogicalUnit]:
+        """The nexus ended: the target's part; each unit returned must still be told
+        (`LogicalUnit.nexus_lost`) by its owner."""
+        self.nexuses.discard(nexus)
+        return list(self.units.values())
+
+    def announce_reset(self, unit: LogicalUnit, everyone: Iterable[str]) -> None:
+        """Tell the listeners of `everyone` that `unit` was reset (after `unit.reset`)."""
+        code = AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
+        self._announce(unit, code, everyone)
+
+    def announce_capacity(self, unit: LogicalUnit) -> None:
+        """Tell the open nexuses' listeners that `unit` changed size (after its rescan)."""
+        self._announce(unit, AdditionalSense.CAPACITY_DATA_HAS_CHANGED, self.nexuses)
 
     def _announce(self, unit: LogicalUnit, code: AdditionalSense, nexuses: Iterable[str]) -> None:
         sense = fixed_sense(SenseKey.UNIT_ATTENTION, code)

@@ -1,7 +1,9 @@
 """What a command handler works on: the unit's state and one request (SAM-5 4.6)."""
 
-__all__ = ["Handler", "ScsiRequest", "UnitState", "field_value"]
+__all__ = ["CopyPeer", "Handler", "ScsiRequest", "UnitState", "check_owner", "field_value"]
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,11 +49,65 @@ class UnitState:
     copy_results: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     # The units EXTENDED COPY can reach, by designator (type, value): every unit of the
     # same target, this one included; set by ScsiTarget, shared by its units
-    copy_targets: dict[tuple[int, bytes], "UnitState"] = field(default_factory=dict)
+    copy_targets: dict[tuple[int, bytes], "CopyPeer"] = field(default_factory=dict)
+    owner: int | None = None  # the thread that changes this state (check_owner)
 
     @property
     def block_count(self) -> int:
         return self.backstore.size // BLOCK_SIZE
 
 
+class CopyPeer:
+    """What EXTENDED COPY, run by one unit's owner, may use of a unit of the same target
+    (itself included): the one access across units. Its blocks go through the backstore
+    (pread/pwrite, safe from any thread); its state is only read, as it stands, while
+    its own owner may be changing it (a copy racing a write or a PERSISTENT RESERVE OUT
+    there is like two initiators racing); nothing here changes it."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: UnitState) -> None:
+        self._state = state
+
+    @property
+    def backstore(self) -> Backstore:
+        return self._state.backstore
+
+    @property
+    def block_count(self) -> int:
+        return self._state.block_count
+
+    @property
+    def medium_loaded(self) -> bool:
+        return self._state.medium_loaded
+
+    @property
+    def write_cache(self) -> bool:
+        return self._state.write_cache
+
+    def conflicts(self, nexus: str, opcode: int) -> bool:
+        """Whether the unit's reservations refuse `opcode` from `nexus`."""
+        state = self._state
+        return state.reservation not in (None, nexus) or not state.persistent.allows(nexus, opcode)
+
+
 Handler = Callable[[UnitState, ScsiRequest], ScsiResult | DataBuffer]
+
+# Set by the tests (tests/processes.py, tests/conftest.py): a unit's state has no locks
+CHECK_OWNER = os.environ.get("ISNS_SERVER_CHECK_UNIT_OWNER") == "1"
+
+
+def check_owner(state: UnitState) -> None:
+    """A unit's state is changed by one thread only (in the portal, the unit's worker),
+    so it needs no locks. With CHECK_OWNER, the first thread that changes it owns it and
+    any other thread that tries fails here."""
+    if not CHECK_OWNER:
+        return
+    me = threading.get_ident()
+    if state.owner is None:
+        state.owner = me
+    elif state.owner != me:
+        raise AssertionError(
+            f"LUN {state.identity.lun} of {state.identity.target_name}: unit state changed"
+            f" by thread {threading.current_thread().name!r}, not by its owner"
+        )

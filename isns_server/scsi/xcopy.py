@@ -8,11 +8,13 @@ page); segments are block-to-block (02h). Every segment is checked before any bl
 copied. The copy runs to completion before the command ends, so COPY STATUS only ever
 reports finished copies.
 
-Another unit's blocks are read and written with its backstore's plain pread/pwrite from
-this unit's worker thread, without that unit's ordering: its own commands run meanwhile
-on its worker, so a copy racing a write to the same blocks is like two initiators writing
-them, and a COMPARE AND WRITE there is not atomic against the copy. Its reservations are
-read as they stand when the copy is checked.
+The copy reaches the units it names only through `CopyPeer` (unit.py), the one access
+across units: their blocks are read and written with the backstore's plain pread/pwrite
+from this unit's worker thread, without the other unit's ordering: its own commands run
+meanwhile on its worker, so a copy racing a write to the same blocks is like two
+initiators writing them, and a COMPARE AND WRITE there is not atomic against the copy.
+Their state (reservations, size, medium) is read as it stands when the copy is checked
+and never changed. The results kept for RECEIVE COPY RESULTS are this unit's own.
 """
 
 import struct
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from .constants import BLOCK_SIZE, AdditionalSense, Opcode, ScsiStatus, SenseKey, field_value
 from .sense import CheckCondition, DataBuffer, ScsiResult, invalid_field, invalid_parameter
-from .unit import Handler, ScsiRequest, UnitState
+from .unit import CopyPeer, Handler, ScsiRequest, UnitState
 
 MAX_CSCD_DESCRIPTORS = 8
 MAX_SEGMENT_DESCRIPTORS = 8
@@ -95,8 +97,8 @@ def extended_copy(unit: UnitState, request: ScsiRequest) -> ScsiResult:
             raise _copy_aborted(AdditionalSense.NO_ADDITIONAL_SENSE)
         # The units are read and written for this nexus: their reservations apply as
         # they would to READ and WRITE sent to them
-        if _conflict(source, request.nexus, Opcode.READ_16) or _conflict(
-            destination, request.nexus, Opcode.WRITE_16
+        if source.conflicts(request.nexus, Opcode.READ_16) or destination.conflicts(
+            request.nexus, Opcode.WRITE_16
         ):
             return ScsiResult(ScsiStatus.RESERVATION_CONFLICT)
         copies.append((source, destination, segment))
@@ -111,7 +113,7 @@ def extended_copy(unit: UnitState, request: ScsiRequest) -> ScsiResult:
     return ScsiResult(data_out_length=length)
 
 
-def _cscd_descriptors(unit: UnitState, descriptors: memoryview) -> list[UnitState | None]:
+def _cscd_descriptors(unit: UnitState, descriptors: memoryview) -> list[CopyPeer | None]:
     """The unit of this target each CSCD descriptor designates, None if none does."""
     count = len(descriptors) // _CSCD_LENGTH
     if count > MAX_CSCD_DESCRIPTORS:
@@ -128,10 +130,6 @@ def _cscd_descriptors(unit: UnitState, descriptors: memoryview) -> list[UnitStat
         usable = not descriptor[1] & _NUL and block_length in (0, BLOCK_SIZE)
         targets.append(target if usable else None)
     return targets
-
-
-def _conflict(unit: UnitState, nexus: str, opcode: int) -> bool:
-    return unit.reservation not in (None, nexus) or not unit.persistent.allows(nexus, opcode)
 
 
 def _segments(descriptors: memoryview) -> list[_Segment]:
@@ -155,7 +153,7 @@ def _segments(descriptors: memoryview) -> list[_Segment]:
     return segments
 
 
-def _copy(source: UnitState, destination: UnitState, segment: _Segment) -> None:
+def _copy(source: CopyPeer, destination: CopyPeer, segment: _Segment) -> None:
     """Chunk by chunk, backwards when the destination overlaps the source from above."""
     starts = list(range(0, segment.blocks, _CHUNK_BLOCKS))
     if source is destination and segment.destination_lba > segment.source_lba:

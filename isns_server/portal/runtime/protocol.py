@@ -15,7 +15,7 @@ from ...metrics import PortalMetrics
 from ...netaddr import peer_text
 from ...scsi import ScsiResult
 from ..session.connection import Connection, PortalServices, PortalSettings
-from ..session.tasks import ScsiTask
+from ..session.tasks import Job, ScsiTask
 from .scatter import ScatterWriter
 from .workers import UnitWorkers
 
@@ -33,7 +33,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
     ) -> None:
         self._services = services
         self._metrics = metrics
-        self._started: dict[ScsiTask, float] = {}  # when each task began, for metrics
+        self._started: dict[Job, float] = {}  # when each task began, for metrics
         self._settings = settings
         self._admission = admission  # the portal's connection caps
         self._ticket: Ticket | None = None
@@ -78,6 +78,8 @@ class PortalProtocol(asyncio.BufferedProtocol):
             self._writer.close()
         if self._connection is not None:
             self._connection.connection_lost()
+            for job in self._connection.tasks_to_start():  # the units forget the nexus
+                self._workers.submit(job, _nobody)
         self._transport = self._writer = self._connection = self._timer = None
 
     def pause_writing(self) -> None:
@@ -99,7 +101,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
             return
         while tasks := connection.tasks_to_start():
             for task in tasks:
-                if self._metrics is not None:
+                if self._metrics is not None and isinstance(task, ScsiTask):
                     self._started[task] = time.perf_counter()
                 result = self._workers.submit(task, self._worker_done)
                 if result is not None:
@@ -107,16 +109,16 @@ class PortalProtocol(asyncio.BufferedProtocol):
                     connection.task_done(task, result)
         self._flush()
 
-    def _worker_done(self, task: ScsiTask, result: ScsiResult) -> None:
+    def _worker_done(self, task: Job, result: ScsiResult) -> None:
         """A worker's result, on the loop: written with the rest of its batch."""
         self._record(task, result)
         if self._connection is not None:  # else the connection is gone: nobody to answer
             self._connection.task_done(task, result)
             self._workers.soon.call(self._process)
 
-    def _record(self, task: ScsiTask, result: ScsiResult) -> None:
+    def _record(self, task: Job, result: ScsiResult) -> None:
         started = self._started.pop(task, None)
-        if self._metrics is not None and started is not None:
+        if self._metrics is not None and started is not None and isinstance(task, ScsiTask):
             self._metrics.task_done(task, result, time.perf_counter() - started)
 
     def _flush(self) -> None:
@@ -147,3 +149,7 @@ class PortalProtocol(asyncio.BufferedProtocol):
         if self._connection is not None:
             self._connection.handle_timer(self._loop.time())
             self._process()
+
+
+def _nobody(task: Job, result: ScsiResult) -> None:
+    """The result of a job queued as its connection ended: nobody to answer."""

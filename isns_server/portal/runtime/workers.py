@@ -1,13 +1,16 @@
 """Disk work off the event loop: one worker thread per logical unit.
 
-A unit's commands run one at a time, in the order they arrived: the unit's state
-(reservations, unit attentions, COMPARE AND WRITE) needs no locks, and a stalled disk
+A unit's commands run one at a time, in the order they arrived, and so does the other
+work on its state (`UnitJob`: resets, the end of a nexus, rescans): only the worker
+changes the unit's state (reservations, unit attentions, COMPARE AND WRITE), which needs
+no locks, and a stalled disk
 stalls only its own LUN while the portal, iSNS and SLP keep answering. A command that
 need not wait for the disk (a read the page cache holds, an INQUIRY) runs at once on the
 event loop, saving two thread hand-offs, unless a command that changes something (a
-write, a reservation) is queued for its unit: reads may pass reads, nothing passes a
-write. Results go back to the event loop in batches (`Soon`): one wake-up for however
-many finished meanwhile.
+write, a reservation, a job) is queued for its unit: reads may pass reads, nothing
+passes a write. A command run at once changes nothing: one that would report a unit
+attention goes to the worker. Results go back to the event loop in batches (`Soon`):
+one wake-up for however many finished meanwhile.
 """
 
 import asyncio
@@ -19,26 +22,26 @@ from collections.abc import Callable
 from queue import SimpleQueue
 
 from ...scsi import LogicalUnit, ScsiResult
-from ..session.tasks import ScsiTask
+from ..session.tasks import Job
 from .soon import Soon
 
 log = logging.getLogger(__name__)
 
-Done = Callable[[ScsiTask, ScsiResult], None]  # called on the event loop
-_Job = tuple[ScsiTask, Done]
+Done = Callable[[Job, ScsiResult], None]  # called on the event loop
+_Queued = tuple[Job, Done]
 
 
 class UnitWorkers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.soon = Soon(loop)  # also the adapters' flushes: one pass per batch
-        self._queues: dict[LogicalUnit, SimpleQueue[_Job | None]] = {}
+        self._queues: dict[LogicalUnit, SimpleQueue[_Queued | None]] = {}
         self._threads: list[threading.Thread] = []
         # Queued or running commands that change something, by unit; event loop only
         self._barriers: dict[LogicalUnit, int] = {}
         # Appended by the workers, emptied on the event loop (deque: thread-safe ends)
-        self._finished: deque[tuple[LogicalUnit, ScsiTask, ScsiResult, Done]] = deque()
+        self._finished: deque[tuple[LogicalUnit, Job, ScsiResult, Done]] = deque()
 
-    def submit(self, task: ScsiTask, done: Done) -> ScsiResult | None:
+    def submit(self, task: Job, done: Done) -> ScsiResult | None:
         """Runs `task` now if it need not wait for the disk and no change is ahead of it,
         and returns its result; else None, and it runs on its unit's worker: `done` gets
         the result on the event loop."""
@@ -74,7 +77,7 @@ class UnitWorkers:
         self._queues.clear()
         self._threads.clear()
 
-    def _queue(self, unit: LogicalUnit) -> "SimpleQueue[_Job | None]":
+    def _queue(self, unit: LogicalUnit) -> "SimpleQueue[_Queued | None]":
         queue = self._queues.get(unit)
         if queue is None:
             queue = self._queues[unit] = SimpleQueue()
@@ -89,7 +92,7 @@ class UnitWorkers:
             self._threads.append(thread)
         return queue
 
-    def _work(self, unit: LogicalUnit, queue: "SimpleQueue[_Job | None]") -> None:
+    def _work(self, unit: LogicalUnit, queue: "SimpleQueue[_Queued | None]") -> None:
         while (job := queue.get()) is not None:
             task, done = job
             result = task.execute()

@@ -39,7 +39,7 @@ from ..iscsi.login import LoginDirectory, LoginMachine, LoginPolicy, LoginResult
 from ..iscsi.pdu import LoginRequest, Pdu
 from .dataout import WritePolicy
 from .full_feature import FullFeatureSession, KeepalivePolicy, SessionServices, SessionStep
-from .tasks import ScsiTask
+from .tasks import Job
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Connection:
         self._settings = settings
         self._login = LoginMachine(settings.login, services, now=now)
         self._out: list[bytes | memoryview] = []
-        self._tasks: list[ScsiTask] = []  # to start, in order
+        self._tasks: list[Job] = []  # to start, in order
         self._digests = (False, False)  # header, data: none until the Full Feature Phase
         self._login_started = False  # a Login Request arrived: the Login Phase began
         self._warned = False
@@ -133,14 +133,14 @@ class Connection:
             else:
                 self._apply(self.session.receive(pdu, now))
 
-    def task_done(self, task: ScsiTask, result: ScsiResult) -> None:
+    def task_done(self, task: Job, result: ScsiResult) -> None:
         """A task this connection started has ended (dropped once the connection is)."""
         if self.session is not None and self.closing is None:
             self._apply(self.session.complete(task, result))
 
-    def tasks_to_start(self) -> list[ScsiTask]:
-        """The SCSI tasks to run, in order: at once if they need not wait for the disk,
-        else on their unit's worker; each result goes to `task_done`."""
+    def tasks_to_start(self) -> list[Job]:
+        """The SCSI tasks and unit jobs to run, in order: at once if they need not wait
+        for the disk, else on their unit's worker; each result goes to `task_done`."""
         tasks, self._tasks = self._tasks, []
         return tasks
 
@@ -167,7 +167,7 @@ class Connection:
 
     def connection_lost(self) -> None:
         if self.session is not None:
-            self.session.close()
+            self._tasks += self.session.close()  # the nexus's end, for the units' workers
             self._services.session_ended(self.session.login)
             if self.closing is None:
                 log.info("%s closed the connection without logging out", self._who())

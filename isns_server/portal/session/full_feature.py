@@ -19,6 +19,7 @@ which builds the response.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from ...names import iscsi_name_problem, normalize_name
@@ -67,7 +68,7 @@ from .dataout import (
 )
 from .responses import ResponseNumbers, command_responses, sense_segment
 from .sendtargets import Pair, target_records
-from .tasks import ScsiTask, TaskSet
+from .tasks import Job, ScsiTask, TaskSet, UnitJob
 from .text_exchange import TextExchange, TextRejected
 
 Command = NopOut | ScsiCommand | TaskManagementRequest | TextRequest | LogoutRequest
@@ -108,7 +109,7 @@ class SessionStep:
     initiator `logged_out`, or for the reason in `close`."""
 
     pdus: list[Pdu] = field(default_factory=list)
-    tasks: list[ScsiTask] = field(default_factory=list)
+    tasks: list[Job] = field(default_factory=list)
     logged_out: bool = False
     close: str | None = None
 
@@ -364,9 +365,16 @@ class FullFeatureSession:
         else:
             response = TaskManagementResponseCode.FUNCTION_NOT_SUPPORTED
 
+        # The units' part of a reset runs on their workers, after what is queued there
+        # (the tasks aborted included); their listeners are told once it is done.
+        everyone = scsi.everyone(self.nexus) if scsi is not None else frozenset()
+        resets = [UnitJob(unit, partial(unit.reset, everyone)) for unit in reset]
+        step.tasks += resets
+
         def answer() -> Pdu:
-            if scsi is not None and reset:
-                scsi.reset(reset, self.nexus)
+            if scsi is not None:
+                for job in resets:
+                    scsi.announce_reset(job.unit, everyone)
             if response == TaskManagementResponseCode.FUNCTION_COMPLETE:
                 name = TaskManagementFunction(function).name
                 log.info("%s: %s on LUN %#x", self.nexus, name, request.lun)
@@ -379,7 +387,7 @@ class FullFeatureSession:
                 maxcmdsn=numbers.maxcmdsn,
             )
 
-        now = self._tasks.abort(affected, answer)
+        now = self._tasks.abort(affected, answer, resets)
         if now is not None:
             step.pdus.append(now)
 
@@ -498,11 +506,11 @@ class FullFeatureSession:
         self._tasks.start(task)
         step.tasks.append(task)
 
-    def complete(self, task: ScsiTask, result: ScsiResult) -> SessionStep:
+    def complete(self, task: Job, result: ScsiResult) -> SessionStep:
         """A task started by an earlier step ended with `result`: its response, unless it
         was aborted, then the task management responses that were waiting for it."""
         step = SessionStep()
-        if not task.aborted:
+        if isinstance(task, ScsiTask) and not task.aborted:
             step.pdus += self._respond(task.command, result)
         step.pdus += self._tasks.finish(task)
         return step
@@ -525,17 +533,19 @@ class FullFeatureSession:
         )
         self._push(SessionStep([event]))
 
-    def close(self) -> None:
-        """The session ends: what its I_T nexus held (RESERVE (6)) is released, unless a
-        reinstating session carries the nexus on."""
+    def close(self) -> list[UnitJob]:
+        """The session ends: what its I_T nexus held (RESERVE (6)) is released by the jobs
+        returned, for the units' workers, unless a reinstating session carries it on."""
         for itt in list(self._transfers):
             self._drop_transfer(itt)
         self._tasks.clear()
         if self._scsi is None or self.reinstated:
-            return
+            return []
         if self._scsi.attention_listeners.get(self.nexus) == self._unit_attention:
             del self._scsi.attention_listeners[self.nexus]
-        self._scsi.nexus_lost(self.nexus)
+        nexus = self.nexus
+        units = self._scsi.forget_nexus(nexus)
+        return [UnitJob(unit, partial(unit.nexus_lost, nexus)) for unit in units]
 
     # Keepalive -----------------------------------------------------------------------
 

@@ -5,11 +5,17 @@ A command leaves the session as a `ScsiTask`, runs at once or on its unit's work
 aborted, since a disk call cannot be taken back. A task management function that aborts
 running tasks answers once they have all ended (10.5.1); an aborted task is never
 answered.
+
+A `UnitJob` is work on one unit's state that is no command: a reset, the end of a nexus,
+a rescan. It goes the same way as a task that changes something (on the unit's worker,
+in order with its commands, a barrier like a write), so that only the worker ever
+changes the unit's state.
 """
 
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ...scsi import LogicalUnit, ScsiResult, ScsiTarget, WouldBlock, may_run_now
 from ...scsi.constants import AdditionalSense, SenseKey
@@ -90,9 +96,38 @@ class ScsiTask:
             return failure.result()
 
 
+@dataclass(eq=False, slots=True)
+class UnitJob:
+    """`work` run by `unit`'s worker; what it returns is kept in `outcome`."""
+
+    unit: LogicalUnit
+    work: Callable[[], object]
+    outcome: object = None
+    reorderable: ClassVar[bool] = False  # a barrier: it changes the unit
+
+    def execute(self) -> ScsiResult:
+        try:
+            self.outcome = self.work()
+        except Exception:
+            identity = self.unit.state.identity
+            log.exception(
+                "internal error in %s on LUN %d of %s", self, identity.lun, identity.target_name
+            )
+            return CheckCondition(
+                SenseKey.HARDWARE_ERROR, AdditionalSense.INTERNAL_TARGET_FAILURE
+            ).result()
+        return ScsiResult()
+
+    def execute_now(self) -> ScsiResult | None:
+        return None  # never on the event loop
+
+
+Job = ScsiTask | UnitJob  # what the LUN workers run
+
+
 @dataclass(slots=True)
 class _Waiting:
-    tasks: set[ScsiTask]
+    tasks: set[Job]
     answer: Answer
 
 
@@ -115,20 +150,23 @@ class TaskSet:
     def all(self) -> list[ScsiTask]:
         return list(self._running.values())
 
-    def abort(self, tasks: Iterable[ScsiTask], answer: Answer) -> Pdu | None:
-        """Marks `tasks` aborted; `answer` runs when the last of them ends, or now (its
-        response returned) if none is running."""
-        waiting = {task for task in tasks if self._running.get(task.itt) is task}
-        for task in waiting:
+    def abort(
+        self, tasks: Iterable[ScsiTask], answer: Answer, jobs: Iterable[UnitJob] = ()
+    ) -> Pdu | None:
+        """Marks `tasks` aborted; `answer` runs when the last of them and of `jobs` (just
+        started) ends, or now (its response returned) if none is running."""
+        running = [task for task in tasks if self._running.get(task.itt) is task]
+        for task in running:
             task.aborted = True
+        waiting: set[Job] = {*running, *jobs}
         if not waiting:
             return answer()
         self._waiting.append(_Waiting(waiting, answer))
         return None
 
-    def finish(self, task: ScsiTask) -> list[Pdu]:
+    def finish(self, task: Job) -> list[Pdu]:
         """`task` ended: the responses of the task management it was holding back."""
-        if self._running.get(task.itt) is task:
+        if isinstance(task, ScsiTask) and self._running.get(task.itt) is task:
             del self._running[task.itt]
         ready = []
         for waiting in self._waiting:

@@ -37,6 +37,7 @@ from isns_server.portal.self_registration import Registration
 from isns_server.portal.session.connection import Connection, PortalSettings, login_warnings
 from isns_server.portal.session.dataout import WriteBudget, WritePolicy
 from isns_server.portal.session.full_feature import KeepalivePolicy
+from isns_server.portal.session.tasks import UnitJob
 from isns_server.registry import Policy, Registry, TargetPortal
 
 PREFIX = "iqn.2026-11.org.example.test:"
@@ -376,3 +377,34 @@ def test_a_reset_by_one_session_is_an_async_event_for_every_session(
     # ignore asynchronous events.
     ua = scsi(watcher, TEST_UNIT_READY, itt=2, cmdsn=0)
     assert isinstance(ua, ScsiResponse) and ua.status == 2
+
+
+def test_a_reset_and_the_end_of_a_session_are_jobs_for_the_units_workers(
+    directory: PortalCatalog,
+) -> None:
+    """The units' state is changed by their workers only: a LUN reset leaves the session
+    as a job, the reset's answer and unit attention wait for it, and so does forgetting
+    a nexus when its session ends."""
+    peer = Peer(directory)
+    assert peer.login(*normal(ZONED), isid=isid(1)).status == 0
+    unit = directory.targets[DISK].scsi.units[0]
+    assert isinstance(scsi(peer, RESERVE_6, itt=2, cmdsn=0), ScsiResponse)
+    reset = TaskManagementRequest(immediate=True, function=5, itt=3, cmdsn=1)  # LUN RESET
+    peer.connection.reader.receive_data(b"".join(encode_pdu(reset)))
+    peer.connection.receive(NOW)
+    (job,) = peer.connection.tasks_to_start()
+    assert isinstance(job, UnitJob) and job.unit is unit
+    assert peer.connection.data_to_send() == []  # answered once the unit is reset
+    assert unit.state.reservation is not None and not unit.state.unit_attentions
+    peer.connection.task_done(job, job.execute())
+    event, answer = peer.answers()
+    assert isinstance(event, AsyncMessage) and isinstance(answer, TaskManagementResponse)
+    assert unit.state.reservation is None and unit.state.unit_attentions
+    peer.connection.connection_lost()
+    jobs = peer.connection.tasks_to_start()
+    assert [job.unit for job in jobs] == list(directory.targets[DISK].scsi.units.values())
+    assert all(isinstance(job, UnitJob) for job in jobs)
+    assert unit.state.unit_attentions  # until the unit's worker forgets the nexus
+    for job in jobs:
+        job.execute()
+    assert not unit.state.unit_attentions

@@ -262,10 +262,15 @@ def test_write_through_unit_reports_wce_off(tmp_path: Path) -> None:
 
 def test_nowait_refuses_before_anything_changes(target: ScsiTarget) -> None:
     """A command that might wait for the disk raises WouldBlock before a unit attention
-    is taken or a block written, so running it again later is exact."""
+    is taken or a block written, so running it again later is exact. A nowait command
+    changes nothing at all: one that would report a unit attention is refused too, and
+    the unit's owner reports it."""
     unit = target.units[0]
     unit.unit_attention(AdditionalSense.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED, ["n"])
     with pytest.raises(WouldBlock):
         target.execute(0, rw16(0x8A, 0, 1), b"\xaa" * BLOCK, nexus="n", nowait=True)
-    assert sense_of(target.execute(0, rw16(0x88, 0, 1), nexus="n", nowait=True))[0] == 0x06
+    with pytest.raises(WouldBlock):
+        target.execute(0, rw16(0x88, 0, 1), nexus="n", nowait=True)
+    assert unit.state.unit_attentions["n"]  # still pending
+    assert sense_of(target.execute(0, rw16(0x88, 0, 1), nexus="n"))[0] == 0x06
     assert target.execute(0, rw16(0x88, 0, 1), nexus="n", nowait=True).data == bytes(BLOCK)

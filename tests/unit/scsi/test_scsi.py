@@ -2,6 +2,7 @@
 
 import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from isns_server.scsi import (
     FileBackstore,
     LogicalUnit,
+    MemoryBackstore,
     ScsiResult,
     ScsiTarget,
     UnitIdentity,
@@ -210,3 +212,23 @@ def test_a_grown_lun_reports_capacity_data_has_changed_to_every_nexus(tmp_path: 
         result = target.execute(0, read_capacity_16, nexus=nexus)
         assert result.status == ScsiStatus.GOOD
         assert struct.unpack_from(">Q", result.data) == (2 * SIZE // 512 - 1,)
+
+
+def test_a_unit_state_changed_by_a_second_thread_fails_the_owner_check() -> None:
+    """Unit state has no locks: the thread that first changes it owns it (the tests turn
+    the check on in conftest.py)."""
+    lu = LogicalUnit(MemoryBackstore(SIZE), UnitIdentity("iqn.2026-11.org.example:t", 1, 0))
+    lu.reset(["a"])
+    failures: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            lu.nexus_lost("a")
+        except AssertionError as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=elsewhere, name="not the owner")
+    thread.start()
+    thread.join()
+    assert len(failures) == 1 and "'not the owner', not by its owner" in str(failures[0])
+    lu.nexus_lost("a")  # the owner still may
