@@ -1,4 +1,5 @@
-"""The API's aiohttp application and its listener (api.listen, optional TLS)."""
+"""The API's aiohttp application and its listener (api.listen, optional TLS, the
+connection limits of listener.py)."""
 
 import logging
 import ssl
@@ -6,6 +7,8 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from ..admission import Admission, ConnectionLimits, TcpListener
+from ..config import ListenAddress
 from ..config.schema import ApiSection, ApiTls
 from ..service.server import ListenError, listen_problem
 from . import (
@@ -21,6 +24,7 @@ from . import (
 from .auth import Tokens, auth_middleware
 from .context import CONTEXT, ApiContext
 from .errors import errors_middleware
+from .listener import HTTP_LOG, AdmittedConnection
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +69,55 @@ def tls_context(tls: ApiTls) -> ssl.SSLContext:
     return tls_settings
 
 
+def connection_limits(settings: ApiSection) -> ConnectionLimits:
+    return ConnectionLimits(
+        "api",
+        settings.max_connections,
+        settings.max_connections_per_source,
+        settings.idle_timeout,
+    )
+
+
 class ApiServer:
     def __init__(self, settings: ApiSection, app: web.Application) -> None:
         self.settings = settings
         self.app = app
         self.runner: web.AppRunner | None = None
+        self.listener: TcpListener | None = None
+        self.admission = Admission("management API", connection_limits(settings))
         self.port: int | None = None
 
     async def start(self) -> None:
         settings = self.settings
         tls = tls_context(settings.tls) if settings.tls is not None else None
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        address = settings.listen
-        site = web.TCPSite(
-            self.runner, address.host, address.port, ssl_context=tls, reuse_address=True
+        self.runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, logger=HTTP_LOG
         )
+        await self.runner.setup()
+        handlers = self.runner.server
+        assert handlers is not None
+        address = settings.listen
         try:
-            await site.start()
+            self.listener = TcpListener.open(
+                address.host,
+                address.port,
+                lambda: AdmittedConnection(handlers, self.admission, tls),
+                "management API",
+            )
         except OSError as exc:
             await self.stop()
             raise listen_problem(address, "TCP", "api.listen", exc) from None
+        self.listener.start()
+        self.port = self.listener.port
         scheme = "https" if tls else "http"
-        log.info("management API listening on %s://%s/api/v1/", scheme, address)
+        bound = ListenAddress(address.host, self.port)
+        log.info("management API listening on %s://%s/api/v1/", scheme, bound)
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        self.admission.close_all()  # those still in their TLS handshake: aiohttp never saw them

@@ -223,9 +223,23 @@ def _check(config: Config) -> list[tuple[str, str]]:
     return problems + _discovery_problems(config) + _api_problems(config)
 
 
+# An event stream (api/events.py) with nothing to send writes a keepalive every 15 s; an
+# idle timeout under this would cut it.
+API_MIN_IDLE_TIMEOUT = 20
+
+
 def _api_problems(config: Config) -> list[tuple[str, str]]:
-    """isns.control_networks, and the API's token names (the audit log tells them apart)."""
+    """isns.control_networks, the API's token names (the audit log tells them apart) and
+    its idle timeout."""
     problems = _network_problems("isns.control_networks", config.isns.control_networks)
+    if config.api.idle_timeout < API_MIN_IDLE_TIMEOUT:
+        problems.append(
+            (
+                "api.idle_timeout",
+                f"must be at least {API_MIN_IDLE_TIMEOUT}: an event stream with no change to"
+                " send writes a keepalive every 15 s, and a shorter timeout would cut it",
+            )
+        )
     names = [token.name for token in config.api.tokens]
     problems += _duplicates("api.tokens[{}].name", names)
     problems += [(f"api.tokens[{i}].name", "empty name") for i, n in enumerate(names) if not n]

@@ -319,6 +319,15 @@ class ApiSection:
     audit_records: int = field(
         default=10000, metadata=_help("audit records kept, oldest dropped first")
     )
+    # Limits and abuse resistance (docs/api.md)
+    idle_timeout: int = field(
+        default=60,
+        metadata=_help("seconds a connection may move no byte either way, at least 20"),
+    )
+    max_connections: int = field(default=256, metadata=_help("TCP connections held at once"))
+    max_connections_per_source: int = field(
+        default=64, metadata=_help("TCP connections one address may hold at once")
+    )
 
 
 @dataclass(frozen=True, slots=True)

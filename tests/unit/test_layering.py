@@ -84,6 +84,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "isns_server.service",
         "isns_server.portal",
         "isns_server.config",
+        "isns_server.admission",
         "isns_server.metrics",
         *LOGGING,
         *SHARED,
