@@ -39,7 +39,11 @@ class SlpUserAgent:
         """Until the agent answers: its sockets open after the iSNS server's, and it is
         silent until it has read the registry."""
         discovery = SrvRqst(service_type="service:directory-agent")
-        if eventually(lambda: self.unicast(discovery), bool, timeout) is None:
+
+        def ask() -> list[bytes]:  # a short wait each time: a silent agent drops requests
+            return self.exchange_udp(build_message(self.stamp(discovery)), wait=0.5)
+
+        if not eventually(ask, bool, timeout):
             raise AssertionError(f"no SLP agent answered on {self.agent}:{self.port}")
 
     def stamp(self, message: Message, multicast: bool = False) -> Message:
