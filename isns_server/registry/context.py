@@ -7,7 +7,7 @@ from ..isnsp.messages import Attribute, Message
 from .database import Database
 from .outcome import Journal, Reject
 from .policy import Policy
-from .zoning import Scope
+from .zoning import Scope, is_control_node
 
 # What a successful handler answers: (Message Key attributes, Operating Attributes).
 Reply = tuple[tuple[Attribute, ...], tuple[Attribute, ...]]
@@ -30,7 +30,12 @@ class Context:
             raise Reject(Status.SOURCE_UNKNOWN)
 
     def require_control(self) -> None:
-        """Only Control Nodes manage DDs and DD sets (2.4 "DD/DDS Modification")."""
+        """Only Control Nodes manage DDs and DD sets (2.4 "DD/DDS Modification"), and only
+        from isns.control_networks: from elsewhere a Control Node's name is refused
+        whether it is registered or not."""
+        scope = self.scope
+        if not scope.control_network and is_control_node(self.policy, scope.name, scope.node):
+            raise Reject(Status.SOURCE_UNAUTHORIZED)
         self.require_known()
         if not self.scope.is_control:
             raise Reject(Status.SOURCE_UNAUTHORIZED)

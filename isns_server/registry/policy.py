@@ -17,7 +17,9 @@ class Policy:
     `esi_min_interval`, `esi_max_interval`: the range ESI Intervals are clamped to, in
     seconds (6.3.4); `esi_retries`: ESI messages a portal may leave unanswered before it
     is deregistered. `control_networks`: where Control Nodes may send from; a request
-    naming one as its Source from elsewhere is refused (`Registry.control_refused`).
+    naming one as its Source from elsewhere is answered without control rights
+    (`Registry.handle`, `zoning.Scope`): DD and DD set changes, registering the Control
+    type and a management SCN registration are refused, queries see what any node sees.
     """
 
     default_dd: bool = True

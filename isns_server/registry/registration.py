@@ -312,8 +312,9 @@ def _authorize(ctx: Context, target: NetworkEntity | None, specs: list[ObjectSpe
 
 
 def _check_node_type(ctx: Context, spec: ObjectSpec) -> None:
-    """Only configured Control Nodes may register the Control type (6.4.2, 2.4)."""
-    allowed = ctx.policy.control_nodes
+    """Only configured Control Nodes may register the Control type (6.4.2, 2.4), and only
+    from isns.control_networks."""
+    allowed = ctx.policy.control_nodes if ctx.scope.control_network else frozenset()
     for attr in spec.attrs:
         control = isinstance(attr.value, int) and attr.value & NodeType.CONTROL
         if attr.tag == Tag.ISCSI_NODE_TYPE and control and _node_of(spec) not in allowed:

@@ -69,7 +69,10 @@ class Registry:
         """A registry holding what `export_record` once produced."""
         return cls(policy, persistence.restore(records))
 
-    def handle(self, message: Message, now: float) -> Outcome:
+    def handle(self, message: Message, now: float, address: IPAddress | None = None) -> Outcome:
+        """`address`: where the request came from (None: an in-process caller). Sent from
+        outside `Policy.control_networks`, it is answered as for an ordinary node: a
+        Control Node's name there gives no control rights."""
         handler = HANDLERS.get(message.function)
         if handler is None:
             return Outcome(response(message, Status.MESSAGE_NOT_SUPPORTED))
@@ -78,17 +81,22 @@ class Registry:
             fc = source is not None and source.tag == Tag.FC_PORT_NAME_WWPN
             status = Status.ATTRIBUTE_NOT_IMPLEMENTED if fc else Status.SOURCE_ABSENT
             return Outcome(response(message, status))
-        scope = Scope(self.db, self.policy, normalize_name(source.value))
+        name = normalize_name(source.value)
+        scope = Scope(self.db, self.policy, name, self.in_control_network(address))
         self.liveness.start(now)
         if scope.node is not None:
             self.liveness.heard(scope.node.entity, now)
         return self._apply(handler, message, scope, keys, operating, now)
 
-    def control_refused(self, message: Message, address: IPAddress | None) -> str | None:
-        """The Source of `message` when it is a Control Node and `address` is outside
-        `Policy.control_networks` (None: an in-process caller, always allowed): control
-        by name alone would let any host rezone the fabric."""
-        if address is None or any(address in net for net in self.policy.control_networks):
+    def in_control_network(self, address: IPAddress | None) -> bool:
+        """Whether a request from `address` may use a Control Node's rights: control by
+        name alone would let any host rezone the fabric."""
+        return address is None or any(address in net for net in self.policy.control_networks)
+
+    def control_node_outside(self, message: Message, address: IPAddress | None) -> str | None:
+        """The Source of `message` when it names a Control Node but `address` is outside
+        `Policy.control_networks`: `handle` answers it without control rights."""
+        if self.in_control_network(address):
             return None
         source = message.split()[0]
         if source is None or not isinstance(source.value, str):

@@ -35,7 +35,8 @@ def scn_reg(ctx: Context) -> Reply:
     """Set the SCN Bitmap of the node the Message Key names (5.6.5.5). Refused with SCN
     Registration Rejected when the bitmap asks for no event or sets undefined bits, or
     when no portal of the node's entity has an SCN Port to deliver to; a management
-    registration is for Control Nodes only (Source Unauthorized otherwise)."""
+    registration is for Control Nodes sending from isns.control_networks only (Source
+    Unauthorized otherwise)."""
     node = _keyed_node(ctx)
     if node is None:
         raise Reject(Status.NO_SUCH_ENTRY)
@@ -43,7 +44,8 @@ def scn_reg(ctx: Context) -> Reply:
     if not bitmap & EVENT_BITS or bitmap & ~DEFINED_BITS:
         raise Reject(Status.SCN_REGISTRATION_REJECTED)
     management = bitmap & ScnBitmap.MANAGEMENT_REGISTRATION
-    if management and not is_control_node(ctx.policy, node.name, node):
+    control = ctx.scope.control_network and is_control_node(ctx.policy, node.name, node)
+    if management and not control:
         raise Reject(Status.SOURCE_UNAUTHORIZED)
     if not any(portal.scn_port is not None for portal in node.entity.portals.values()):
         raise Reject(Status.SCN_REGISTRATION_REJECTED)

@@ -45,14 +45,23 @@ def is_control_node(policy: Policy, name: str, node: StorageNode | None) -> bool
 
 
 class Scope:
-    __slots__ = ("db", "domains", "entity", "in_default", "is_control", "name", "node")
+    """What the Source node `name` may see and do. `control_network`: the request came
+    from `Policy.control_networks` (or from within the process); from elsewhere a Control
+    Node has no control rights and sees as any other node does."""
 
-    def __init__(self, db: Database, policy: Policy, name: str) -> None:
+    __slots__ = (
+        "control_network", "db", "domains", "entity", "in_default", "is_control", "name", "node",
+    )  # fmt: skip
+
+    def __init__(
+        self, db: Database, policy: Policy, name: str, control_network: bool = True
+    ) -> None:
         self.db = db
         self.name = name
         self.node = db.nodes.get(name)
         self.entity: NetworkEntity | None = self.node.entity if self.node else None
-        self.is_control = is_control_node(policy, name, self.node)
+        self.control_network = control_network
+        self.is_control = control_network and is_control_node(policy, name, self.node)
         member_of = db.node_domains.get(name)
         # The source's enabled DDs, and whether it sits in the default DD.
         self.domains = (

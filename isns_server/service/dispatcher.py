@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection
 
 from ..isnsp.constants import FunctionId, Status
-from ..isnsp.messages import Message, response
+from ..isnsp.messages import IPAddress, Message, response
 from ..logthrottle import LogThrottle
 from ..metrics import IsnsMetrics
 from ..netaddr import peer_ip
@@ -97,27 +97,14 @@ class Dispatcher:
         self._dispatch(message, reply, peer)
 
     def _dispatch(self, message: Message, reply: Reply, peer: str, conflicts: int = 0) -> None:
-        refused = self.registry.control_refused(message, peer_ip(peer))
-        if refused is not None:
-            self.control_log.warning(
-                peer.rpartition(":")[0],
-                self.clock(),
-                "refused %s from %s naming Control Node %s as its Source (answered Source "
-                "Unauthorized): Control Nodes are accepted only from isns.control_networks; "
-                "zone through the management API, or add that network if the host is trusted",
-                _function_name(message.function),
-                peer,
-                refused,
-            )
-            reply(response(message, Status.SOURCE_UNAUTHORIZED))
-            return
+        address = peer_ip(peer)
         if message.function in CHANGING and not self.store.writable:
             name = _function_name(message.function)
             log.debug("refused %s from %s: the store cannot be written", name, peer)
             reply(response(message, Status.INTERNAL_ERROR))
             return
         try:
-            outcome = self.registry.handle(message, self.clock())
+            outcome = self.registry.handle(message, self.clock(), address)
         except Exception:
             log.exception(
                 "internal error handling %s from %s; answered Internal Error",
@@ -127,6 +114,8 @@ class Dispatcher:
             reply(response(message, Status.INTERNAL_ERROR))
             return
         answer = outcome.response
+        if answer.status == Status.SOURCE_UNAUTHORIZED:
+            self._control_refused(message, address, peer)
         pending = self.commit(outcome.dirty, outcome.notifications)
         if pending is None:
             reply(answer)
@@ -145,6 +134,24 @@ class Dispatcher:
                 reply(answer)
 
         pending.add_done_callback(durable)
+
+    def _control_refused(self, message: Message, address: IPAddress | None, peer: str) -> None:
+        """Log a request refused because its Source is a Control Node outside
+        isns.control_networks: with control rights it might have been allowed."""
+        name = self.registry.control_node_outside(message, address)
+        if name is None:
+            return
+        self.control_log.warning(
+            peer.rpartition(":")[0],
+            self.clock(),
+            "refused %s from %s naming Control Node %s as its Source (answered Source "
+            "Unauthorized): control operations are accepted only from "
+            "isns.control_networks; zone through the management API, or add that network "
+            "if the host is trusted",
+            _function_name(message.function),
+            peer,
+            name,
+        )
 
     def commit(
         self, dirty: Collection[Ref], notifications: tuple[Notification, ...]

@@ -1,6 +1,7 @@
-"""isns.control_networks: a request naming a Control Node as its Source is accepted only
-from those networks (and from in-process callers); others get Source Unauthorized, the
-attempt is logged once per interval, and nothing changes."""
+"""isns.control_networks: a Control Node has its rights only for requests from those
+networks (and from in-process callers). From elsewhere its control operations are
+answered Source Unauthorized, logged once per interval, and change nothing; everything
+else is answered as for an ordinary node (issue 13 item 9)."""
 
 import logging
 from ipaddress import ip_address, ip_network
@@ -9,14 +10,14 @@ import pytest
 
 from isns_server.app import control_networks
 from isns_server.config.loader import parse_config
-from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
-from isns_server.isnsp.messages import Attribute, Message, request
+from isns_server.isnsp.constants import FunctionId, NodeType, ScnBitmap, Status, Tag
+from isns_server.isnsp.messages import Attribute, Message, PortNumber, request
 from isns_server.netaddr import peer_ip
 from isns_server.registry import Policy, Registry
 from isns_server.service.dispatcher import Dispatcher
 from isns_server.store import MemoryStore
 
-from ..registry.builders import ADMIN, NOW, iqn, node
+from ..registry.builders import ADMIN, NOW, eid, iqn, node, portal
 
 LAN = ip_network("10.1.0.0/16")
 
@@ -33,8 +34,11 @@ def answer(dispatcher: Dispatcher, message: Message, peer: str) -> Status:
     return Status(reply.status or 0)
 
 
-def dispatcher(networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")) -> Dispatcher:
+def dispatcher(
+    networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128"), default_dd: bool = True
+) -> Dispatcher:
     policy = Policy(
+        default_dd=default_dd,
         control_nodes=frozenset((ADMIN,)),
         control_networks=tuple(ip_network(n) for n in networks),
     )
@@ -58,26 +62,98 @@ def test_control_requests_from_elsewhere_are_refused_and_logged_once(
     assert sorted(dd.name for dd in d.registry.db.dds.values()) == ["a", "b", "c"]
 
 
-def test_registering_the_control_type_and_querying_need_a_control_network() -> None:
-    d = dispatcher(("10.1.0.0/16",))
-    attrs = (Attribute(Tag.ENTITY_IDENTIFIER, "mgmt"), *node(ADMIN, NodeType.CONTROL))
-    register = request(FunctionId.DEV_ATTR_REG, 2, Attribute(Tag.ISCSI_NAME, ADMIN), (), attrs)
-    assert answer(d, register, "192.168.0.9:3000") == Status.SOURCE_UNAUTHORIZED
-    assert ADMIN not in d.registry.db.nodes
-    query = request(
-        FunctionId.DEV_ATTR_QRY,
-        3,
-        Attribute(Tag.ISCSI_NAME, ADMIN),
-        (Attribute(Tag.ISCSI_NAME),),
-        (Attribute(Tag.ISCSI_NAME),),
+OUTSIDE, INSIDE = "192.168.0.9:3000", "10.1.9.9:3000"
+
+
+def admin_request(
+    function: FunctionId, keys: tuple[Attribute, ...] = (), *operating: Attribute
+) -> Message:
+    return request(function, 2, Attribute(Tag.ISCSI_NAME, ADMIN), keys, operating)
+
+
+def test_each_control_operation_is_refused_from_elsewhere_and_allowed_from_inside(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13 item 9's list: registering the Control type, DDReg, DDSReg, a management
+    SCN registration, DDSDereg, DDDereg. Each refusal changes nothing."""
+    d = dispatcher((LAN.with_prefixlen,))
+    db = d.registry.db
+    scn_portal = portal("127.0.0.1", 3205, Attribute(Tag.SCN_PORT, PortNumber(40000, True)))
+    control_type = node(ADMIN, NodeType.CONTROL | NodeType.INITIATOR)
+    operations = (
+        admin_request(FunctionId.DEV_ATTR_REG, (), eid("mgmt"), *scn_portal, *control_type),
+        admin_request(FunctionId.DD_REG, (), Attribute(Tag.DD_SYMBOLIC_NAME, "dd1")),
+        admin_request(
+            FunctionId.DDS_REG, (), Attribute(Tag.DD_SET_SYMBOLIC_NAME, "set1"),
+            Attribute(Tag.DD_ID, 1),
+        ),
+        admin_request(
+            FunctionId.SCN_REG, (Attribute(Tag.ISCSI_NAME, ADMIN),),
+            Attribute(Tag.ISCSI_SCN_BITMAP, ScnBitmap.MANAGEMENT_REGISTRATION | 0x1C),
+        ),
+        admin_request(FunctionId.DDS_DEREG, (Attribute(Tag.DD_SET_ID, 1),)),
+        admin_request(FunctionId.DD_DEREG, (Attribute(Tag.DD_ID, 1),)),
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        for message in operations:
+            before = snapshot(d)
+            assert answer(d, message, OUTSIDE) == Status.SOURCE_UNAUTHORIZED, message.function
+            assert snapshot(d) == before
+            assert answer(d, message, INSIDE) == Status.SUCCESSFUL, message.function
+    assert db.nodes[ADMIN].node_type == NodeType.CONTROL | NodeType.INITIATOR
+    assert db.dds == {} and db.ddss == {}  # made from inside, then removed from inside
+    lines = [r.getMessage() for r in caplog.records if "control_networks" in r.getMessage()]
+    assert len(lines) == 1, lines  # once per host and minute
+    assert f"refused DEV_ATTR_REG from {OUTSIDE} naming Control Node {ADMIN}" in lines[0]
+
+
+def snapshot(d: Dispatcher) -> tuple[object, ...]:
+    db = d.registry.db
+    admin = db.nodes.get(ADMIN)
+    return (
+        sorted(db.nodes), sorted(db.dds), sorted(db.ddss),
+        None if admin is None else (admin.node_type, admin.scn_bitmap),
+    )  # fmt: skip
+
+
+def test_from_elsewhere_a_control_node_is_an_ordinary_node(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It registers and deregisters its own entity and queries; it sees what its DDs
+    show (here, with no default DD, only itself), not everything; nothing is logged."""
+    d = dispatcher((LAN.with_prefixlen,), default_dd=False)
+    target = iqn("t1")
+    plain = (eid("stor"), *portal("10.0.0.1", 3260), *node(target))
+    registration = request(FunctionId.DEV_ATTR_REG, 3, Attribute(Tag.ISCSI_NAME, target), (), plain)
+    assert answer(d, registration, OUTSIDE) == Status.SUCCESSFUL
+    own = admin_request(FunctionId.DEV_ATTR_REG, (), eid("mgmt"), *node(ADMIN, NodeType.INITIATOR))
+    query = admin_request(
+        FunctionId.DEV_ATTR_QRY, (Attribute(Tag.ISCSI_NAME, target),), Attribute(Tag.ISCSI_NAME)
     )
-    assert answer(d, query, "192.168.0.9:3000") == Status.SOURCE_UNAUTHORIZED
-    assert answer(d, register, "10.1.9.9:3000") == Status.SUCCESSFUL
-    # Ordinary nodes are not affected by where they send from.
-    other = iqn("t1")
-    plain = (Attribute(Tag.ENTITY_IDENTIFIER, "e"), *node(other))
-    own = request(FunctionId.DEV_ATTR_REG, 4, Attribute(Tag.ISCSI_NAME, other), (), plain)
-    assert answer(d, own, "192.168.0.9:3000") == Status.SUCCESSFUL
+    with caplog.at_level(logging.WARNING):
+        assert answer(d, own, OUTSIDE) == Status.SUCCESSFUL
+        assert answer(d, query, OUTSIDE) == Status.NO_SUCH_ENTRY
+        assert walk(d, OUTSIDE) == [ADMIN]  # itself: no other node is visible
+        assert answer(d, query, INSIDE) == Status.SUCCESSFUL
+        assert walk(d, INSIDE) == [ADMIN, target]
+        deregister = admin_request(FunctionId.DEV_DEREG, (), eid("mgmt"))
+        assert answer(d, deregister, OUTSIDE) == Status.SUCCESSFUL
+        assert ADMIN not in d.registry.db.nodes
+    assert not [r for r in caplog.records if "control_networks" in r.getMessage()]
+
+
+def walk(d: Dispatcher, peer: str) -> list[object]:
+    """The iSCSI names a DevGetNext walk from ADMIN at `peer` returns."""
+    found: list[object] = []
+    while True:
+        key = Attribute(Tag.ISCSI_NAME, found[-1] if found else None)
+        answers: list[Message] = []
+        d.dispatch(admin_request(FunctionId.DEV_GET_NEXT, (key,)), answers.append, peer)
+        (reply,) = answers
+        if reply.status == Status.NO_SUCH_ENTRY:
+            return found
+        assert reply.status == Status.SUCCESSFUL and len(found) < 10
+        found.append(reply.split()[1][0].value)
 
 
 def test_peer_ip_reads_peer_text() -> None:
