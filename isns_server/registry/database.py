@@ -11,6 +11,7 @@ from typing import Any
 
 from ..isnsp.constants import DDSetStatus, ScnBitmap
 from ..isnsp.messages import IPAddress, PortNumber
+from .indexblocks import IndexBlocks
 from .objects import (
     DiscoveryDomain,
     DiscoveryDomainSet,
@@ -81,6 +82,9 @@ class Database:
         # Registered nodes with an SCN Bitmap: those State Change Notifications go to.
         self.subscribers: dict[str, StorageNode] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 1)
+        # Servers sharing a store hand numbers out of blocks (indexblocks.py); None: the
+        # counters themselves, each number written (a single server).
+        self.blocks: IndexBlocks | None = None
         # DevGetNext orders (3.8): by key, and by index for index-keyed walks. A DD's and
         # a DD set's key is their ID, so they need no index order.
         self.order: dict[ObjectType, SortedKeys[Any]] = {t: SortedKeys() for t in ObjectType}
@@ -115,17 +119,21 @@ class Database:
 
     def next_free(self, counter: str, used: Mapping[int, object] | None = None) -> int:
         """The value `counter` hands out next (the Next Index attributes, 6.2.8 ff.)."""
-        value = self.counters[counter]
+        value = (
+            self.counters[counter]
+            if self.blocks is None
+            else self.blocks.peek(counter, self.counters)
+        )
         while used is not None and value in used:
             value += 1
         return value
 
     def allocate_id(self, counter: str, used: Mapping[int, object], journal: Journal) -> int:
         """A DD or DD set ID: clients may pick their own, so skip the taken ones."""
-        value = self.next_free(counter, used)
-        self.counters[counter] = value + 1
-        journal.dirty.add(COUNTERS)
-        return value
+        while True:
+            value = self.allocate(counter, journal)
+            if value not in used:
+                return value
 
     def dd_active(self, dd_id: int) -> bool:
         """A DD is enabled when it is in an enabled DD set, or in no DD set at all.
@@ -139,6 +147,11 @@ class Database:
         return not sets or any(self.ddss[s].status & DDSetStatus.ENABLED for s in sets)
 
     def allocate(self, counter: str, journal: Journal) -> int:
+        if self.blocks is not None:
+            value, reserved = self.blocks.take(counter, self.counters)
+            if reserved:
+                journal.dirty.add(COUNTERS)
+            return value
         value = self.counters[counter]
         self.counters[counter] = value + 1
         journal.dirty.add(COUNTERS)

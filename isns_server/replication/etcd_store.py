@@ -2,17 +2,23 @@
 
 One key per record, `<prefix>r/<kind>/<JSON key>`, holding the record's JSON: the same
 records the SQLite store keeps as rows, so the keyspace is as large as the registry and
-no larger. Each replica keeps a mirror of those records with the revision each was last
-written at.
+no larger; and `<prefix>n/<kind>/<name>` for each DD's and DD set's name, holding its ID,
+so that a name is taken once however many replicas create it at the same moment. Each
+replica keeps, per record, the revision it was last written at and the bytes etcd holds
+for it (not the decoded record: those bytes are a fraction of the objects built from
+them), to compare and swap and to undo a lost write without asking etcd.
+
+Index numbers come from blocks each replica reserves in the counters record
+(registry/indexblocks.py), so an ordinary registration writes only its entity's record.
 
 A write is one etcd transaction that compares every key it touches with the revision
 this replica's memory was built on and only then puts or deletes them: of two replicas
-changing the same entity, DD or index counter at once, one transaction commits and the
-other fails. The loser's changes are undone (once the watch has brought the winner's
-change, every object they touched is put back as the mirror has it) and its requests
-fail with StoreConflict, which the dispatcher answers by running the request again.
-Like the SQLite store, changes that arrive while a transaction is in flight go out
-together in the next one.
+changing the same entity or DD, creating the same DD name, or reserving index blocks at
+once, one transaction commits and the other fails. The loser's changes are undone (once
+the watch has brought the winner's change, every object they touched is put back as the
+mirror has it) and its requests fail with StoreConflict, which the dispatcher answers
+by running the request again. Like the SQLite store, changes that arrive while a
+transaction is in flight go out together in the next one.
 
 A watch from the revision the replica started at brings every other replica's committed
 change; it is applied to memory between two transactions of this replica, so a change
@@ -23,8 +29,9 @@ undone, its requests answered Internal Error, and the store says it is not writa
 until a read that needs a quorum succeeds again (tried every `retry_interval`). Such a
 read also runs every HEALTH_INTERVAL while all is well, so a lost quorum is noticed
 without waiting for a write.
-A transaction whose answer was lost may still have committed: then the watch brings it
-like any other replica's change, and nobody was told it succeeded.
+A transaction whose answer was lost (a timeout) may still have committed: then the watch
+brings it like any other replica's change, and its client, told Internal Error, finds it
+done when it tries again (docs/replication.md, "Failure behaviour").
 """
 
 import asyncio
@@ -34,10 +41,13 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..config.schema import EtcdSection
 from ..logthrottle import LogThrottle
+from ..registry.indexblocks import IndexBlocks
+from ..registry.outcome import COUNTERS
 from ..store.base import Changes, Record, Ref, StoreConflict, StoreError
 from . import etcd_wire as wire
 from .etcd_client import EtcdClient
@@ -49,6 +59,7 @@ RemoteChanges = Callable[[list[tuple[Ref, Record | None]]], None]
 RETRY_INTERVAL = 1.0  # seconds between attempts while etcd is unreachable
 LOG_INTERVAL = 60.0  # seconds between log lines about the same failure
 MAX_TXN_OPS = 100  # etcd refuses a transaction of more than 128 operations by default
+NAMED = frozenset(("dd", "dds"))  # the kinds whose names are unique: one name key each
 HEALTH_INTERVAL = 2.0  # seconds between quorum reads while writes work
 
 
@@ -70,6 +81,18 @@ def record_ref(prefix: bytes, key: bytes) -> Ref | None:
     return kind, tuple(value) if isinstance(value, list) else value
 
 
+def name_key(prefix: bytes, ref: Ref, record: Record) -> bytes | None:
+    """The key that holds the name of a DD or DD set (None: other records have none)."""
+    kind, name = ref[0], record.get("name")
+    if kind not in NAMED or not isinstance(name, str):
+        return None
+    return prefix + b"n/" + kind.encode() + b"/" + name.encode()
+
+
+def encode(record: Record) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
 class EtcdStore:
     def __init__(
         self,
@@ -82,13 +105,16 @@ class EtcdStore:
         self.prefix = prefix.encode()
         self.retry_interval = retry_interval
         self._clock = clock
-        self._records: dict[Ref, Record] = {}
+        self._records: dict[Ref, bytes] = {}  # each record's value in etcd, as etcd has it
         self._revisions: dict[Ref, int] = {}  # mod revision of each record in the mirror
+        self._names: dict[Ref, bytes] = {}  # the name key each DD and DD set holds
+        self.blocks = IndexBlocks()  # the registry's index numbers come from these
         self.revision = 0  # the store's revision the mirror is complete up to
         self._pending: dict[Ref, Record | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._in_flight: asyncio.Task[None] | None = None
         self._stale: set[Ref] = set()  # pending keys another replica changed meanwhile
+        self._held: set[Ref] = set()  # arrived DDs taking a name a pending DD takes
         self._arrived: list[wire.Event] = []  # watch events not yet applied
         self._undo: Callable[[], None] | None = None
         self._remote: RemoteChanges | None = None
@@ -105,7 +131,14 @@ class EtcdStore:
 
     async def catch_up(self) -> None:
         """Read every record at one revision into the mirror (before answering anyone)."""
-        records: dict[Ref, Record] = {}
+        self._records, self._revisions, self.revision = await self._read_all()
+        self._names = {}
+        for ref in self._records:
+            if ref[0] in NAMED:
+                self._note_name(ref, self._records[ref])
+
+    async def _read_all(self) -> tuple[dict[Ref, bytes], dict[Ref, int], int]:
+        records: dict[Ref, bytes] = {}
         revisions: dict[Ref, int] = {}
         revision = 0
         try:
@@ -113,7 +146,7 @@ class EtcdStore:
                 revision = read_at
                 ref = record_ref(self.prefix, kv.key)
                 if ref is not None:
-                    records[ref] = json.loads(kv.value)
+                    records[ref] = kv.value
                     revisions[ref] = kv.mod_revision
             if not revision:  # nothing stored yet: the revision comes from an empty read
                 revision = (
@@ -121,7 +154,19 @@ class EtcdStore:
                 ).revision
         except EtcdError as exc:
             raise StoreError(f"cannot read the registry from {self.where}: {exc}") from None
-        self._records, self._revisions, self.revision = records, revisions, revision
+        return records, revisions, revision
+
+    def _note_name(self, ref: Ref, value: bytes | None) -> None:
+        """Remember the name key a DD or DD set holds in etcd (`value`: its record)."""
+        key = None if value is None else name_key(self.prefix, ref, json.loads(value))
+        if key is None:
+            self._names.pop(ref, None)
+        else:
+            self._names[ref] = key
+
+    def _record(self, ref: Ref) -> Record | None:
+        value = self._records.get(ref)
+        return None if value is None else json.loads(value)
 
     def start(self, on_remote_change: RemoteChanges) -> None:
         """Follow the other replicas from the revision caught up to: `on_remote_change`
@@ -134,7 +179,8 @@ class EtcdStore:
         return list(self.records())
 
     def records(self) -> Iterator[tuple[Ref, Record]]:
-        return iter(list(self._records.items()))
+        for ref, value in list(self._records.items()):
+            yield ref, json.loads(value)
 
     @property
     def writable(self) -> bool:
@@ -165,13 +211,17 @@ class EtcdStore:
             while self._waiters:
                 batch, waiters = self._pending, self._waiters
                 self._pending, self._waiters = {}, []
-                await self._write(batch, waiters)
+                reserving = self.blocks.reserving() if COUNTERS in batch else {}
+                await self._write(batch, waiters, reserving)
                 self._apply_arrived()
         finally:
             self._in_flight = None
 
     async def _write(
-        self, batch: dict[Ref, Record | None], waiters: list["asyncio.Future[None]"]
+        self,
+        batch: dict[Ref, Record | None],
+        waiters: list["asyncio.Future[None]"],
+        reserving: dict[str, int],
     ) -> None:
         if self._stale & batch.keys():
             self._stale.clear()
@@ -180,34 +230,71 @@ class EtcdStore:
         # etcd takes at most 128 operations a transaction (--max-txn-ops): a larger batch
         # (an expiry of hundreds of entities) goes in several, and its waiters hear once
         # all are in. If a later one fails, memory is put back to what etcd holds then.
-        items = list(batch.items())
         started = time.perf_counter()
-        for start in range(0, len(items), MAX_TXN_OPS):
-            if not await self._write_part(batch, items[start : start + MAX_TXN_OPS], waiters):
+        for part in self._parts(batch):
+            if not await self._write_part(batch, part, waiters):
                 return
-        if self._written is not None and items:
-            self._written(len(items), time.perf_counter() - started)
+            if any(write.ref == COUNTERS for write in part):
+                self.blocks.committed(reserving)
+        if self._written is not None and batch:
+            self._written(len(batch), time.perf_counter() - started)
         _resolve(waiters)
+
+    def _parts(self, batch: dict[Ref, Record | None]) -> Iterator[list["_Write"]]:
+        """The batch as transactions of at most MAX_TXN_OPS operations each."""
+        part: list[_Write] = []
+        operations = 0
+        names = {ref: self._name(ref, record) for ref, record in batch.items()}
+        # A name one DD gives up and another takes in the same batch changes hands: it
+        # is neither deleted nor compared, only written (etcd refuses a transaction that
+        # puts and deletes one key).
+        moving = {held for ref in batch if (held := self._names.get(ref)) != names[ref]}
+        moving &= set(names.values())
+        for ref, record in batch.items():
+            write = self._operations(ref, record, names[ref], moving)
+            if part and operations + len(write.ops) > MAX_TXN_OPS:
+                yield part
+                part, operations = [], 0
+            part.append(write)
+            operations += len(write.ops)
+        if part:
+            yield part
+
+    def _name(self, ref: Ref, record: Record | None) -> bytes | None:
+        return None if record is None else name_key(self.prefix, ref, record)
+
+    def _operations(
+        self, ref: Ref, record: Record | None, name: bytes | None, moving: set[bytes | None]
+    ) -> "_Write":
+        """What writing `record` compares and does. A record memory does not hold must
+        not exist in etcd (mod revision 0). A DD or DD set taking a name creates its name
+        key, which must not exist (create revision 0), and gives up the one it held."""
+        key = record_key(self.prefix, ref)
+        known = self._revisions.get(ref, 0) if ref in self._records else 0
+        value = None if record is None else encode(record)
+        compare = [wire.mod_revision_is(key, known)]
+        ops = [wire.delete_op(key) if value is None else wire.put_op(key, value)]
+        held = self._names.get(ref)
+        if name != held:
+            if held is not None and held not in moving:
+                ops.append(wire.delete_op(held))
+            if name is not None:
+                if name not in moving:
+                    compare.append(wire.created_revision_is(name, 0))
+                ops.append(wire.put_op(name, json.dumps(ref[1]).encode()))
+        return _Write(ref, value, name, compare, ops)
 
     async def _write_part(
         self,
         batch: dict[Ref, Record | None],
-        part: list[tuple[Ref, Record | None]],
+        part: list["_Write"],
         waiters: list["asyncio.Future[None]"],
     ) -> bool:
-        compare, ops, reads = [], [], []
-        for ref, record in part:
-            key = record_key(self.prefix, ref)
-            # A record memory does not hold must not exist in etcd (mod revision 0).
-            known = self._revisions.get(ref, 0) if ref in self._records else 0
-            compare.append(wire.mod_revision_is(key, known))
-            reads.append(wire.range_op(key))
-            if record is None:
-                ops.append(wire.delete_op(key))
-            else:
-                ops.append(wire.put_op(key, json.dumps(record, separators=(",", ":")).encode()))
+        compare = [c for write in part for c in write.compare]
+        ops = [op for write in part for op in write.ops]
+        # Failing, the transaction reads what the records' keys hold now instead.
+        reads = [wire.range_op(record_key(self.prefix, write.ref)) for write in part]
         try:
-            # Failing, the transaction reads what those keys hold now instead.
             answer = await self.client.txn(compare, ops, reads)
         except EtcdError as exc:
             self._unavailable(batch, waiters, exc)
@@ -217,25 +304,33 @@ class EtcdStore:
             await self._lost(batch, waiters)
             return False
         self._succeeded()
-        for ref, record in part:
-            self._revisions[ref] = answer.revision
-            if record is None:
-                self._records.pop(ref, None)
+        for write in part:
+            self._revisions[write.ref] = answer.revision
+            if write.value is None:
+                self._records.pop(write.ref, None)
             else:
-                self._records[ref] = record
+                self._records[write.ref] = write.value
+            if write.name is None:
+                self._names.pop(write.ref, None)
+            else:
+                self._names[write.ref] = write.name
         return True
 
-    def _take_current(self, part: list[tuple[Ref, Record | None]], answer: wire.TxnAnswer) -> None:
+    def _take_current(self, part: list["_Write"], answer: wire.TxnAnswer) -> None:
         """Into the mirror: what the keys of a lost transaction hold now (it read them),
         so memory can be put back to that at once, before the watch brings it."""
-        for (ref, _), kvs in zip(part, answer.ranges, strict=False):
+        for write, kvs in zip(part, answer.ranges, strict=False):
+            ref = write.ref
             if kvs:
                 kv = kvs[0]
                 if kv.mod_revision > self._revisions.get(ref, 0):
-                    self._records[ref] = json.loads(kv.value)
+                    self._records[ref] = kv.value
                     self._revisions[ref] = kv.mod_revision
+                    if ref[0] in NAMED:
+                        self._note_name(ref, kv.value)
             elif ref in self._records:  # deleted since: no older event may bring it back
                 del self._records[ref]
+                self._names.pop(ref, None)
                 self._revisions[ref] = answer.revision
 
     async def _lost(self, batch: Changes, waiters: list["asyncio.Future[None]"]) -> None:
@@ -285,12 +380,15 @@ class EtcdStore:
         Memory takes what the watch brought, then the mirror's version of every object
         those changes touched: it holds what etcd does again, without a full reload."""
         waiters += self._waiters
-        touched = {*batch, *self._pending}
+        touched = {*batch, *self._pending, *self._held}
         self._pending, self._waiters = {}, []
         self._stale.clear()
-        self._apply_arrived()
+        self._held.clear()
+        self.blocks.lost()
+        # In one go: a DD that arrived may take the name of one being undone.
+        touched |= self._take_arrived().keys()
         if self._remote is not None:
-            self._remote([(ref, self._records.get(ref)) for ref in touched])
+            self._remote([(ref, self._record(ref)) for ref in touched])
         elif self._undo is not None:
             self._undo()
         for waiter in waiters:
@@ -351,36 +449,71 @@ class EtcdStore:
             await asyncio.sleep(self.retry_interval)
 
     async def _reread(self) -> None:
-        """The watch fell behind etcd's compaction: read everything and rebuild memory."""
+        """The watch fell behind etcd's compaction: read everything again, and give
+        memory every record whose revision differs from the mirror's (or that is gone)."""
         while self._in_flight is not None:
             await asyncio.sleep(0.01)
-        await self.catch_up()
+        before = self._revisions
+        records, revisions, revision = await self._read_all()
+        gone = [ref for ref in self._records if ref not in records]
+        moved = [ref for ref, at in revisions.items() if before.get(ref) != at]
+        self._records, self._revisions, self.revision = records, revisions, revision
+        self._names = {}
+        for ref in records:
+            if ref[0] in NAMED:
+                self._note_name(ref, records[ref])
         self._arrived.clear()
-        if self._undo is not None:
-            self._undo()
+        changed = [(ref, None) for ref in gone] + [(ref, self._record(ref)) for ref in moved]
+        if changed and self._remote is not None:
+            self._remote(changed)
 
     def _apply_arrived(self) -> None:
         """Take the watch events into the mirror, and other replicas' changes into
-        memory: a key this replica has a change pending for is not applied but marked,
-        so that change fails rather than overwrite the newer one."""
+        memory."""
+        changed = self._take_arrived()
+        if changed and self._remote is not None:
+            self._remote(list(changed.items()))
+
+    def _take_arrived(self) -> dict[Ref, Record | None]:
+        """Take the watch events into the mirror; the other replicas' changes for memory.
+        A key this replica has a change pending for is not given to memory but marked, so
+        that change fails rather than overwrite the newer one; so is a DD or DD set that
+        takes the name of one pending here (that one fails too: the name key exists), and
+        memory gets both once it has."""
         events, self._arrived = self._arrived, []
         changed: dict[Ref, Record | None] = {}
+        pending_names: dict[bytes, Ref] | None = None
         for event in events:
             ref = record_ref(self.prefix, event.kv.key)
             if ref is None or event.kv.mod_revision <= self._revisions.get(ref, 0):
                 continue  # this replica's own write, or older than what it read
             self._revisions[ref] = event.kv.mod_revision
-            record = None if event.deleted else json.loads(event.kv.value)
-            if record is None:
+            value = None if event.deleted else event.kv.value
+            if value is None:
                 self._records.pop(ref, None)
             else:
-                self._records[ref] = record
+                self._records[ref] = value
+            if ref[0] in NAMED:
+                self._note_name(ref, value)
             if ref in self._pending:
                 self._stale.add(ref)
-            else:
-                changed[ref] = record
-        if changed and self._remote is not None:
-            self._remote(list(changed.items()))
+                continue
+            record = None if value is None else json.loads(value)
+            if record is not None and ref[0] in NAMED and self._pending:
+                if pending_names is None:
+                    pending_names = {
+                        key: mine
+                        for mine, pending in self._pending.items()
+                        if pending is not None
+                        and (key := name_key(self.prefix, mine, pending)) is not None
+                    }
+                mine = pending_names.get(self._names.get(ref, b""))
+                if mine is not None:
+                    self._stale.add(mine)
+                    self._held.add(ref)
+                    continue
+            changed[ref] = record
+        return changed
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -429,6 +562,17 @@ async def open_etcd_store(settings: EtcdSection) -> EtcdStore:
         raise
     log.info("registry read from %s at revision %d", store.where, store.revision)
     return store
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One record's part of a transaction."""
+
+    ref: Ref
+    value: bytes | None  # None: deleted
+    name: bytes | None  # the name key it holds afterwards
+    compare: list[wire.Json]
+    ops: list[wire.Json]
 
 
 def _resolve(waiters: Sequence["asyncio.Future[None]"]) -> None:

@@ -19,7 +19,7 @@ from ..store import SqliteStore, StoreError
 from ..store.sqlite import DATABASE_NAME
 from . import etcd_wire as wire
 from .etcd_client import EtcdClient
-from .etcd_store import MAX_TXN_OPS, etcd_client, record_key
+from .etcd_store import MAX_TXN_OPS, encode, etcd_client, name_key, record_key
 from .etcd_wire import EtcdError
 
 
@@ -38,13 +38,16 @@ async def copy_records(source: SqliteStore, settings: EtcdSection) -> int:
         copied = 0
         batch: list[tuple[bytes, bytes]] = []
         for ref, record in source.records():
-            value = json.dumps(record, separators=(",", ":")).encode()
-            batch.append((record_key(prefix, ref), value))
-            if len(batch) == MAX_TXN_OPS:
-                copied += await _write(client, batch)
+            batch.append((record_key(prefix, ref), encode(record)))
+            name = name_key(prefix, ref, record)  # a DD's or DD set's name, held
+            if name is not None:
+                batch.append((name, json.dumps(ref[1]).encode()))
+            if len(batch) >= MAX_TXN_OPS - 1:
+                await _write(client, batch)
                 batch = []
+            copied += 1
         if batch:
-            copied += await _write(client, batch)
+            await _write(client, batch)
         return copied
     except EtcdError as exc:
         raise StoreError(f"cannot write to etcd ({', '.join(settings.endpoints)}): {exc}") from None
@@ -52,14 +55,13 @@ async def copy_records(source: SqliteStore, settings: EtcdSection) -> int:
         await client.close()
 
 
-async def _write(client: EtcdClient, batch: list[tuple[bytes, bytes]]) -> int:
+async def _write(client: EtcdClient, batch: list[tuple[bytes, bytes]]) -> None:
     answer = await client.txn(
         [wire.mod_revision_is(key, 0) for key, _ in batch],
         [wire.put_op(key, value) for key, value in batch],
     )
     if not answer.succeeded:
         raise StoreError("another writer created some of the same keys meanwhile: stopped")
-    return len(batch)
 
 
 def main(argv: list[str]) -> int:

@@ -28,6 +28,9 @@ class Replica:
         self.dispatcher = dispatcher
         self.isns = isns
         self.clock = clock
+        # Index numbers from blocks this replica reserves: registrations on several
+        # replicas do not all write the one counters record.
+        dispatcher.registry.db.blocks = store.blocks
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.leadership = Leadership(
             store.client,

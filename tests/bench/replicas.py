@@ -1,6 +1,6 @@
 """Replicas over etcd against the single SQLite server, in one run (issue 15):
 
-    python -m tests.bench.replicas [--clients 8] [--ops 2000] [--samples 200]
+    python -m tests.bench.replicas [--clients 8] [--ops 2000] [--samples 200] [--memory N]
 
 Registrations/s and queries/s (the requests of tests/bench/isns_load.py, each client
 waiting for its answer before the next) for: one server on SQLite (durable); one replica
@@ -8,6 +8,9 @@ on a 3-member etcd cluster; three replicas on that cluster with the clients spre
 them; the same three with every registration sent to one of them (queries still spread).
 Then the cross-replica visibility latency: a registration acknowledged by replica 1,
 until replica 2 answers a query with it (polled back to back), p50 and p99.
+With --memory N: the resident memory (VmRSS) of a replica holding N registered entities
+(one portal and one node each), once they are registered through it and again after a
+restart, when it has read them all from etcd; and of the SQLite server the same way.
 A registration whose transaction lost to another replica's is run again by the server
 (up to 50 times); one that keeps losing is answered Internal Error, counted as refused.
 Everything is on 127.0.0.1; every loop is bounded by a count and a time limit. Quote
@@ -66,12 +69,16 @@ class CountingClient(LoadClient):
 
 
 async def throughput(
-    ports: list[int], build: Callable[[int], Message], clients: int, ops: int
+    ports: list[int],
+    build: Callable[[int], Message],
+    clients: int,
+    ops: int,
+    limit: float = TIME_LIMIT,
 ) -> tuple[float, int]:
     """(answered Successful per second, refused) with `clients` spread over `ports`."""
     loop = asyncio.get_running_loop()
     per_client = max(1, ops // clients)
-    deadline = time.monotonic() + TIME_LIMIT
+    deadline = time.monotonic() + limit
     CountingClient.refused = 0
     latencies: list[float] = []
     protocols = []
@@ -137,6 +144,33 @@ async def visible(writer: int, reader: int, samples: int, base: int) -> list[flo
     return delays
 
 
+def rss(server: OurServer) -> int:
+    """The server process's resident memory, bytes."""
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/PID/status")
+
+
+def memory(server: OurServer, clients: int, entities: int) -> dict[str, float]:
+    """MiB resident with `entities` registered: after registering, and after a restart."""
+    empty = rss(server)
+    _, refused = asyncio.run(
+        throughput([server.port], registration, clients, entities, limit=10 * TIME_LIMIT)
+    )
+    if refused:
+        raise RuntimeError(f"{refused} registrations refused while filling the registry")
+    filled = rss(server)
+    server.stop()
+    server.start()
+    return {
+        "MiB empty": empty / 2**20,
+        f"MiB with {entities:,} entities": filled / 2**20,
+        "MiB after a restart": rss(server) / 2**20,
+    }
+
+
 def start_servers(workdir: Path, count: int, store: dict[str, object]) -> list[OurServer]:
     servers = []
     for i in range(count):
@@ -148,8 +182,9 @@ def start_servers(workdir: Path, count: int, store: dict[str, object]) -> list[O
     return servers
 
 
-def run(clients: int, ops: int, samples: int) -> None:
+def run(clients: int, ops: int, samples: int, entities: int) -> None:
     results: dict[str, dict[str, float]] = {}
+    memories: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="isns-replicas-bench-") as tmp:
         workdir = Path(tmp)
         (single,) = start_servers(workdir / "sqlite", 1, {"backend": "sqlite"})
@@ -157,6 +192,12 @@ def run(clients: int, ops: int, samples: int) -> None:
             results["SQLite, 1 server"] = asyncio.run(bench([single.port], clients, ops, 0))
         finally:
             single.stop()
+        if entities:
+            (single,) = start_servers(workdir / "sqlite-memory", 1, {"backend": "sqlite"})
+            try:
+                memories["SQLite, 1 server"] = memory(single, clients, entities)
+            finally:
+                single.stop()
         etcd = EtcdCluster(require("etcd"), workdir, size=3).start()
         try:
 
@@ -179,14 +220,19 @@ def run(clients: int, ops: int, samples: int) -> None:
             finally:
                 for server in three:
                     server.stop()
+            if entities:
+                (one,) = start_servers(workdir / "memory", 1, store("/bench-memory/"))
+                try:
+                    memories["etcd, 1 replica"] = memory(one, clients, entities)
+                finally:
+                    one.stop()
         finally:
             etcd.stop()
-    columns = list(results)
     print(f"\n{clients} clients, {ops} requests each measurement (3 replicas: clients spread)")
-    print("| | " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * len(columns))
-    for key in results[columns[0]]:
-        print(f"| {key} | " + " | ".join(f"{results[c][key]:,.0f}" for c in columns) + " |")
+    table(results, "{:,.0f}")
+    if memories:
+        print("\nresident memory (VmRSS)")
+        table(memories, "{:,.1f}")
     print(
         f"\ncross-replica visibility ({len(delays)} registrations on replica 1, read on "
         f"replica 2): p50 {percentile(delays, 0.5) * 1e3:.1f} ms, "
@@ -194,13 +240,22 @@ def run(clients: int, ops: int, samples: int) -> None:
     )
 
 
+def table(results: dict[str, dict[str, float]], number: str) -> None:
+    columns = list(results)
+    print("| | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for key in results[columns[0]]:
+        print(f"| {key} | " + " | ".join(number.format(results[c][key]) for c in columns) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--memory", type=int, default=0, metavar="N", help="entities")
     args = parser.parse_args()
-    run(args.clients, args.ops, args.samples)
+    run(args.clients, args.ops, args.samples, args.memory)
 
 
 if __name__ == "__main__":

@@ -188,25 +188,33 @@ async def test_a_registration_on_one_replica_is_listed_by_the_others(
     assert await eventually_registered(three[1].port, [name]) == {name}
 
 
-async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
-    three: list[OurServer],
-) -> None:
-    async def dd_reg(port: int, name: str, member: str) -> Message:
-        async with await IsnsClient.connect("127.0.0.1", port) as isns:
-            return await isns.call(
-                FunctionId.DD_REG,
-                Attribute(Tag.ISCSI_NAME, ADMIN),
-                operating=(
-                    Attribute(Tag.DD_SYMBOLIC_NAME, name),
-                    Attribute(Tag.DD_MEMBER_ISCSI_NAME, member),
-                ),
-            )
+async def dd_reg(port: int, name: str, member: str, dd_id: int | None = None) -> Message:
+    """A new DD `name` with one member, with the ID the client chose (None: the server's)."""
+    chosen = () if dd_id is None else (Attribute(Tag.DD_ID, dd_id),)
+    async with await IsnsClient.connect("127.0.0.1", port) as isns:
+        return await isns.call(
+            FunctionId.DD_REG,
+            Attribute(Tag.ISCSI_NAME, ADMIN),
+            operating=(
+                *chosen,
+                Attribute(Tag.DD_SYMBOLIC_NAME, name),
+                Attribute(Tag.DD_MEMBER_ISCSI_NAME, member),
+            ),
+        )
 
+
+@pytest.mark.parametrize("chosen", [False, True], ids=["allocated-ids", "client-chosen-ids"])
+async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
+    three: list[OurServer], chosen: bool
+) -> None:
+    # Allocated IDs may meet in the counters record or the DD's own key; IDs the clients
+    # chose (different ones) meet only in the name's key.
     names = [f"contested-{round_}" for round_ in range(5)]  # several tries at a real race
-    for name in names:
+    for round_, name in enumerate(names):
+        ids = (100 + 2 * round_, 101 + 2 * round_) if chosen else (None, None)
         answers = await asyncio.gather(
-            dd_reg(three[0].port, name, f"iqn.2026-11.org.example.test:{name}-a"),
-            dd_reg(three[1].port, name, f"iqn.2026-11.org.example.test:{name}-b"),
+            dd_reg(three[0].port, name, f"iqn.2026-11.org.example.test:{name}-a", ids[0]),
+            dd_reg(three[1].port, name, f"iqn.2026-11.org.example.test:{name}-b", ids[1]),
         )
         # The loser runs again on the winner's state and is told the name is taken, as
         # one server tells the second of two DDRegs naming one new DD.

@@ -19,6 +19,7 @@ from isns_server.store import Record, Ref, StoreConflict, StoreError
 PREFIX = "/t/"
 A: Ref = ("entity", "a")
 B: Ref = ("entity", "b")
+C: Ref = ("entity", "c")
 
 
 class FakeEtcd:
@@ -286,18 +287,51 @@ async def test_one_leader_and_another_takes_over_when_its_lease_runs_out() -> No
 
 async def test_a_watch_behind_a_compaction_reads_everything_again() -> None:
     etcd = FakeEtcd()
-    store, _ = await started(etcd)
+    store, applied = await started(etcd)
+    await store.submit({A: {"eid": "a"}, C: {"eid": "c"}})
     reloaded: list[bool] = []
     store.on_write_failed(lambda: reloaded.append(True))
-    # B was written while this replica's watch was away, and that history is compacted.
+    # While this replica's watch was away B was written and C deleted, and that history
+    # is compacted.
     etcd.revision += 1
     etcd.kvs[record_key(PREFIX.encode(), B)] = (b'{"eid":"b"}', etcd.revision, etcd.revision, 0)
+    del etcd.kvs[record_key(PREFIX.encode(), C)]
     etcd.compact()
     for _ in range(100):  # bounded
-        if reloaded:
+        if applied:
             break
         await asyncio.sleep(0.01)
-    assert reloaded == [True]  # memory rebuilt from everything read again
-    assert store.load() == [(B, {"eid": "b"})]
+    # Memory gets what differs from what it was built on; A, unchanged, is not touched.
+    assert sorted(applied[-1]) == [(B, {"eid": "b"}), (C, None)]
+    assert reloaded == []
+    assert sorted(store.load()) == [(A, {"eid": "a"}), (B, {"eid": "b"})]
     assert store.revision == etcd.revision
     await store.close()
+
+
+async def test_a_dd_name_is_taken_once_across_replicas_and_freed_with_its_dd() -> None:
+    etcd = FakeEtcd()
+    (one, _), (two, _) = await started(etcd), await started(etcd)
+    names = PREFIX.encode() + b"n/dd/"
+    await one.submit({("dd", 1): {"id": 1, "name": "x"}})
+    # two has not heard of DD 1 yet; its DD 2, with the same name, loses.
+    with pytest.raises(StoreConflict):
+        await two.submit({("dd", 2): {"id": 2, "name": "x"}})
+    assert record_key(PREFIX.encode(), ("dd", 2)) not in etcd.kvs
+    assert etcd.kvs[names + b"x"][0] == b"1"
+    await one.submit({("dd", 1): {"id": 1, "name": "y"}})  # renamed: x is free
+    assert sorted(k for k in etcd.kvs if k.startswith(names)) == [names + b"y"]
+    await settle()
+    await two.submit({("dd", 2): {"id": 2, "name": "x"}})
+    await one.submit({("dd", 1): None})  # deregistered: y is free
+    assert sorted(k for k in etcd.kvs if k.startswith(names)) == [names + b"x"]
+    await settle()
+    await two.submit({("dd", 3): {"id": 3, "name": "z"}})
+    # One batch: DD 2 gives x up for w, and DD 3 takes x (its z freed).
+    await two.submit({("dd", 2): {"id": 2, "name": "w"}, ("dd", 3): {"id": 3, "name": "x"}})
+    held = {k: v[0] for k, v in etcd.kvs.items() if k.startswith(names)}
+    assert held == {names + b"w": b"2", names + b"x": b"3"}
+    await two.submit({("dds", 1): {"id": 1, "name": "y"}, ("dd", 2): None, ("dd", 3): None})
+    assert sorted(k for k in etcd.kvs if b"/n/" in k) == [PREFIX.encode() + b"n/dds/y"]
+    await one.close()
+    await two.close()
