@@ -18,6 +18,8 @@ from isns_server.scsi import (
     UnitIdentity,
 )
 
+from ...polling import eventually
+
 BLOCK = 512
 
 
@@ -90,10 +92,16 @@ async def test_soon_from_a_result_runs_once_after_the_batch() -> None:
     for itt in (1, 2):
         command = ScsiCommand(itt=itt, cdb=rw16(0x8A, itt), expected_data_transfer_length=BLOCK)
         workers.submit(ScsiTask(command, bytearray(BLOCK), target, "nexus"), done)
-    await asyncio.sleep(0.05)  # both writes wait in the worker for the disk
+    # Both writes wait in the worker for the disk: the first at it, the second behind.
+    await eventually(lambda: store.writer_threads, what="the first write at the disk", within=5)
     store.go.set()
     await asyncio.wait_for(all_done.wait(), 5)
-    await asyncio.sleep(0.05)
-    assert events.count("flush") <= 2 and events[-1] == "flush"
+    await eventually(
+        lambda: list(events),
+        lambda seen: "done 2" in seen and seen[-1] == "flush",
+        what="both writes done, then a flush",
+        within=5,
+    )
+    assert events.count("flush") <= 2
     assert [e for e in events if e != "flush"] == ["done 1", "done 2"]
     await asyncio.to_thread(workers.stop)
