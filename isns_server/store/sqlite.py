@@ -91,7 +91,7 @@ class SqliteStore:
         """`observer(records, seconds)` after each batch is durable (for metrics)."""
         self._committer.on_batch_written(observer)
 
-    def submit(self, changes: Changes) -> "asyncio.Future[None] | None":
+    def submit(self, changes: Changes) -> "asyncio.Future[None]":
         return self._committer.submit(changes)
 
     def barrier(self) -> "asyncio.Future[None] | None":

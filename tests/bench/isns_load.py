@@ -86,6 +86,16 @@ def query(n: int) -> Message:
     )
 
 
+def registrations_from(first: int) -> Callable[[int], Message]:
+    """Request n registers target first + n."""
+    return lambda n: registration(first + n)
+
+
+def queries_for(targets: Sequence[int]) -> Callable[[int], Message]:
+    """Request n queries target targets[n]."""
+    return lambda n: query(targets[n])
+
+
 def wire(message: Message, xid: int) -> bytes:
     """The request as bytes, with its own transaction ID (1..65535)."""
     pdus = encode_message(Message(message.function, xid, message.flags, message.attributes))
@@ -199,7 +209,7 @@ async def bench_server(
         # Client c registers targets base + c * per_client + i; a time limit may cut each short,
         # so queries ask only for the first `done // count` of every client's range.
         per_client = max(1, ops // count)
-        done, rate, _ = await measure(port, lambda n, b=base: registration(b + n), count, ops)
+        done, rate, _ = await measure(port, registrations_from(base), count, ops)
         results[f"registrations/s, {count} clients"] = rate
         registered += count * per_client
         answered = max(1, done // count)
@@ -212,16 +222,14 @@ async def bench_server(
     filled = registered
     for scale in scales:
         fill = 16 * ((scale - filled) // 16)
-        done, _, _ = await measure(
-            port, lambda n, b=filled: registration(b + n), 16, fill, FILL_TIME_LIMIT
-        )
+        done, _, _ = await measure(port, registrations_from(filled), 16, fill, FILL_TIME_LIMIT)
         if done < fill:
             raise RuntimeError(f"only {done} of {fill} registrations in {FILL_TIME_LIMIT} s")
         first_new = filled
         filled += fill
         sample = 2000
         probe = [first_new + (n * 7919) % fill for n in range(sample)]
-        _, _, latencies = await measure(port, lambda n, p=probe: query(p[n]), 1, sample)
+        _, _, latencies = await measure(port, queries_for(probe), 1, sample)
         results[f"query latency p50 at {scale:,} nodes, ms"] = percentile(latencies, 0.5) * 1e3
         results[f"query latency p99 at {scale:,} nodes, ms"] = percentile(latencies, 0.99) * 1e3
     return results

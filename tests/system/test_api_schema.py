@@ -7,11 +7,11 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
-from schemathesis import Case
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -21,6 +21,9 @@ from schemathesis.checks import (
 
 from ..processes import OurServer
 from .test_api import PREFIX, start_with_api
+
+if TYPE_CHECKING:  # schemathesis defines its OpenAPI case type for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 # Something to read, and names for generated requests to collide with.
 DDS = ({"name": "prod", "members": [PREFIX + "t1", PREFIX + "i1", "127.0.0.1:3260"]},)
@@ -61,7 +64,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
     derandomize=True,
 )
 def test_every_operation_answers_as_documented(
-    case: Case, served: tuple[str, dict[str, str]]
+    case: "OpenApiCase", served: tuple[str, dict[str, str]]
 ) -> None:
     url, headers = served
     case.call_and_validate(

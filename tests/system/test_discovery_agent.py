@@ -523,9 +523,11 @@ async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
             started = time.monotonic()
             await in_bursts(our_server.port, numbers, deregister)
             sent = time.monotonic()
-            found = await loop.run_in_executor(
-                None, lambda n=expected: eventually(listed, lambda f: f == n, timeout=60.0)
-            )
+
+            def converged(n: int = expected) -> int:
+                return eventually(listed, lambda f: f == n, timeout=60.0)
+
+            found = await loop.run_in_executor(None, converged)
             assert found == expected
             print(f"{len(numbers)} {'de' if deregister else ''}registrations in "
                   f"{sent - started:.1f} s; SLP lists {found} targets "

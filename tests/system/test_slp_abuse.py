@@ -144,7 +144,7 @@ async def test_registrations_and_deregistrations_are_bridged_into_isns(
         for n in range(3):
             ack = sa.tcp(registration(n))
             assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
-        expected = {target(n): f"amp {n}" for n in range(3)}
+        expected: dict[str, object] = {target(n): f"amp {n}" for n in range(3)}
         assert await eventually_in_isns(expected) == expected
         withdrawn = registration(0).url_entry
         dereg = SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(withdrawn.url, 0))

@@ -1,7 +1,7 @@
 """An API app over a real registry and Dispatcher, with a store that keeps its records in
 a dict (batches written by the real group committer), and tokens for each role."""
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class DictStore:
     while `full`, writes fail as on a full disk."""
 
     def __init__(self, records: Iterable[tuple[Ref, Record]] = ()) -> None:
-        self.records: dict[Ref, Record] = dict(records)
+        self.rows: dict[Ref, Record] = dict(records)
         self.batches: list[dict[Ref, Record | None]] = []
         self.full = False  # a full disk: every write fails
         self._committer = GroupCommitter(self._write, self._probe, "test", "dict", 0.01)
@@ -49,7 +49,10 @@ class DictStore:
         return self._committer.writable
 
     def load(self) -> list[tuple[Ref, Record]]:
-        return list(self.records.items())
+        return list(self.rows.items())
+
+    def records(self) -> Iterator[tuple[Ref, Record]]:
+        return iter(self.load())
 
     def _probe(self) -> None:
         if self.full:
@@ -60,9 +63,9 @@ class DictStore:
         self.batches.append(dict(batch))
         for ref, record in batch.items():
             if record is None:
-                self.records.pop(ref, None)
+                self.rows.pop(ref, None)
             else:
-                self.records[ref] = record
+                self.rows[ref] = record
 
 
 @dataclass
@@ -75,11 +78,12 @@ class Api:
     def state(self) -> Any:
         """Everything a refused request must leave alone: registry records and audit."""
         registry = self.registry
-        refs = [("dd", d) for d in registry.db.dds] + [("dds", s) for s in registry.db.ddss]
+        refs: list[Ref] = [("dd", d) for d in registry.db.dds]
+        refs += [("dds", s) for s in registry.db.ddss]
         refs += [("entity", e) for e in registry.db.entities]
         return (
             {ref: registry.export_record(ref) for ref in refs},
-            sorted(self.store.records.items(), key=repr),
+            sorted(self.store.rows.items(), key=repr),
         )
 
 

@@ -55,7 +55,7 @@ async def test_create_rename_and_delete_a_dd_through_the_registry(api: Api) -> N
     registry_dd = api.registry.db.dds[dd["id"]]
     assert registry_dd.name == "prod" and T1 in registry_dd.nodes
     # The change is durable before the answer: the store holds the DD already.
-    assert api.store.records[("dd", dd["id"])]["name"] == "prod"
+    assert api.store.rows[("dd", dd["id"])]["name"] == "prod"
     path = f"/api/v1/dds/{dd['id']}"
     got = await api.client.get(path, headers=READ_HEADERS)
     renamed = await api.client.patch(
@@ -67,7 +67,7 @@ async def test_create_rename_and_delete_a_dd_through_the_registry(api: Api) -> N
     assert renamed.headers["ETag"] != got.headers["ETag"]
     deleted = await api.client.delete(path, headers=ADMIN_HEADERS)
     assert deleted.status == 204
-    assert dd["id"] not in api.registry.db.dds and ("dd", dd["id"]) not in api.store.records
+    assert dd["id"] not in api.registry.db.dds and ("dd", dd["id"]) not in api.store.rows
     assert (await api.client.get(path, headers=READ_HEADERS)).status == 404
 
 
@@ -288,10 +288,10 @@ async def test_the_openapi_document_lists_exactly_the_routes_served(api: Api) ->
         (method.upper(), path) for path, item in document["paths"].items() for method in item
     }
     served = set()
-    for route in api.client.app.router.routes():  # type: ignore[union-attr]
+    for route in api.client.app.router.routes():
         if route.method == "HEAD":
             continue
-        info = route.resource.get_info()  # type: ignore[union-attr]
+        info = route.resource.get_info()
         path = info.get("path") or info["formatter"]
         served.add((route.method, path))
     assert documented == served

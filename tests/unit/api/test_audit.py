@@ -2,16 +2,16 @@
 restart, and silent about changes the store could not save."""
 
 from isns_server.api.audit import AUDIT, AuditLog
-from isns_server.store import MemoryStore
+from isns_server.store import Changes, MemoryStore, Record, Ref
 
 from .conftest import ADMIN_HEADERS, READ_HEADERS, Api
 
 
 class Recording(MemoryStore):
     def __init__(self) -> None:
-        self.submitted: list[dict[object, object]] = []
+        self.submitted: list[dict[Ref, Record | None]] = []
 
-    def submit(self, changes):  # type: ignore[no-untyped-def]
+    def submit(self, changes: Changes) -> None:
         self.submitted.append(dict(changes))
 
 
@@ -23,11 +23,12 @@ def test_old_records_are_dropped_from_memory_and_store() -> None:
         audit.complete(record, {"n": n}, "ok")
     assert [r["what"] for r in audit.newest_first(None)] == ["change 2", "change 1"]
     last = store.submitted[-1]
-    assert last[(AUDIT, 1)] is None and last[(AUDIT, 3)]["result"] == "ok"  # type: ignore[index]
+    newest = last[(AUDIT, 3)]
+    assert last[(AUDIT, 1)] is None and newest is not None and newest["result"] == "ok"
 
 
 def test_records_read_back_after_a_restart_keep_their_order_and_numbering() -> None:
-    saved = [
+    saved: list[tuple[Ref, Record]] = [
         ((AUDIT, 2), {"id": 2, "what": "b", "result": "pending"}),
         ((AUDIT, 1), {"id": 1, "what": "a", "result": "ok"}),
         (("dd", 1), {"id": 1}),

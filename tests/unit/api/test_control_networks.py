@@ -142,9 +142,9 @@ def test_from_elsewhere_a_control_node_is_an_ordinary_node(
     assert not [r for r in caplog.records if "control_networks" in r.getMessage()]
 
 
-def walk(d: Dispatcher, peer: str) -> list[object]:
+def walk(d: Dispatcher, peer: str) -> list[str]:
     """The iSCSI names a DevGetNext walk from ADMIN at `peer` returns."""
-    found: list[object] = []
+    found: list[str] = []
     while True:
         key = Attribute(Tag.ISCSI_NAME, found[-1] if found else None)
         answers: list[Message] = []
@@ -153,7 +153,9 @@ def walk(d: Dispatcher, peer: str) -> list[object]:
         if reply.status == Status.NO_SUCH_ENTRY:
             return found
         assert reply.status == Status.SUCCESSFUL and len(found) < 10
-        found.append(reply.split()[1][0].value)
+        name = reply.split()[1][0].value
+        assert isinstance(name, str)
+        found.append(name)
 
 
 def test_peer_ip_reads_peer_text() -> None:

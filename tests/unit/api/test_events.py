@@ -82,7 +82,7 @@ async def test_the_dispatcher_publishes_a_change_only_once_it_is_durable() -> No
         dispatcher.dispatch(registration, answered.set_result, "127.0.0.1:5000")
         assert hub.seq == 0  # applied, not yet durable: nothing said yet
         await answered
-        assert store.records and hub.seq == 1
+        assert store.rows and hub.seq == 1
         assert {"kind": "entity", "id": "e1"} in stream.take()["changed"]
         query = request(FunctionId.DEV_ATTR_QRY, 2, Attribute(Tag.ISCSI_NAME, T1), (), ())
         queried: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -110,7 +110,7 @@ async def read_event(response: aiohttp.ClientResponse) -> tuple[str, Any]:
 
 async def test_the_stream_needs_a_token_and_sends_hello_then_changes(api: Api) -> None:
     assert (await api.client.get("/api/v1/events")).status == 401
-    hub = api.client.app[CONTEXT].events  # type: ignore[index]
+    hub = api.client.app[CONTEXT].events
     response = await api.client.get("/api/v1/events", headers=READ_HEADERS)
     try:
         assert response.status == 200
@@ -125,7 +125,7 @@ async def test_the_stream_needs_a_token_and_sends_hello_then_changes(api: Api) -
 
 
 async def test_a_stream_behind_by_too_much_is_told_and_closed(api: Api) -> None:
-    hub = api.client.app[CONTEXT].events  # type: ignore[index]
+    hub = api.client.app[CONTEXT].events
     hub.max_pending = 5
     response = await api.client.get("/api/v1/events", headers=READ_HEADERS)
     try:
@@ -145,7 +145,7 @@ async def test_a_stream_behind_by_too_much_is_told_and_closed(api: Api) -> None:
 
 
 async def test_more_streams_than_the_cap_are_refused_with_503(api: Api) -> None:
-    hub = api.client.app[CONTEXT].events  # type: ignore[index]
+    hub = api.client.app[CONTEXT].events
     hub.max_streams = 1
     first = await api.client.get("/api/v1/events", headers=READ_HEADERS)
     try:

@@ -3,7 +3,7 @@ the adapters' counters (Dispatcher, store batches, SCSI tasks), the SLP agent's 
 and /metrics behind a token."""
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +17,7 @@ from isns_server.api.context import CONTEXT
 from isns_server.isnsp.constants import FunctionId, NodeType, Tag
 from isns_server.isnsp.messages import Attribute, Message, request
 from isns_server.metrics import Metrics, function_label
+from isns_server.scsi.sense import ScsiResult
 from isns_server.service.dispatcher import Dispatcher
 
 from ..registry.builders import ADMIN, NOW, iqn, new_registry, node, ok, portal, register
@@ -120,7 +121,10 @@ async def test_the_dispatcher_counts_and_times_every_answer_once() -> None:
 
 
 def _request(function: int, source: str, attrs: tuple[Attribute, ...]) -> Message:
-    return request(function, 1, Attribute(Tag.ISCSI_NAME, source), (), attrs)
+    """A request for `function`, which may be one iSNSP does not define (request() builds
+    only those it does)."""
+    known = request(FunctionId.DEV_ATTR_QRY, 1, Attribute(Tag.ISCSI_NAME, source), (), attrs)
+    return replace(known, function=function)
 
 
 @dataclass(eq=False)
@@ -142,10 +146,10 @@ def test_store_batches_and_scsi_tasks_are_observed() -> None:
         )
         return SimpleNamespace(command=command, data_out=data_out, target=target, unit=unit)
 
-    result = SimpleNamespace(data=b"x" * 8192)
+    result = ScsiResult(data=b"x" * 8192)
     metrics.portal.task_done(task(True, False, 4096), result, 0.001)  # Data-In is capped
-    metrics.portal.task_done(task(False, True, 512, b"y" * 512), SimpleNamespace(data=b""), 0.002)
-    metrics.portal.task_done(task(False, False, 0), SimpleNamespace(data=b""), 0.0001)
+    metrics.portal.task_done(task(False, True, 512, b"y" * 512), ScsiResult(data=b""), 0.002)
+    metrics.portal.task_done(task(False, False, 0), ScsiResult(data=b""), 0.0001)
     found = samples(metrics)
     assert found["isns_store_batch_records_sum", ()] == 12
     assert found["isns_store_commit_duration_seconds_count", ()] == 1
@@ -174,7 +178,7 @@ def test_the_slp_agent_counts_requests_parse_errors_and_rate_limited_datagrams()
 
 
 async def test_metrics_route_needs_a_token_and_serves_the_text_format(api: Api) -> None:
-    context = api.client.app[CONTEXT]  # type: ignore[index]
+    context = api.client.app[CONTEXT]
     metrics = Metrics()
     metrics.sources.registry = lambda: api.registry
     context.metrics = metrics.registry

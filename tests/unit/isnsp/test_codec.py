@@ -1,6 +1,7 @@
 """PDU framing, segmentation and reassembly over TCP and UDP, and their error cases."""
 
 from ipaddress import IPv4Address
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -62,7 +63,14 @@ GOLDEN_MESSAGE = request(
 )
 
 
-def stream_decode(data: bytes, **limits: int) -> list[Message]:
+class Limits(TypedDict, total=False):
+    """The StreamDecoder limits a test may lower."""
+
+    max_message_size: int
+    max_partial_messages: int
+
+
+def stream_decode(data: bytes, **limits: Unpack[Limits]) -> list[Message]:
     decoder = StreamDecoder(**limits)
     decoder.receive_data(data)
     messages = []
@@ -270,7 +278,7 @@ def test_auth_block_is_skipped() -> None:
     assert decoded == [Message(2, 4, Flags.CLIENT | Flags.AUTH, message.attributes)] * 2
 
 
-def stream_error(data: bytes, **limits: int) -> MessageFormatError:
+def stream_error(data: bytes, **limits: Unpack[Limits]) -> MessageFormatError:
     with pytest.raises(MessageFormatError) as info:
         stream_decode(data, **limits)
     return info.value

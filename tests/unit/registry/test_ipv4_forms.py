@@ -168,7 +168,9 @@ def test_esi_names_the_portal_as_registered_and_takes_either_form_back(
     ok(register(registry, T1, "stor1", portal(first, 3260, *esi), node(T1)))
     (probe,) = registry.tick(NOW + 10).probes
     sent = {attr.tag: attr.value for attr in probe.message.attributes}
-    assert address_key(sent[Tag.PORTAL_IP_ADDRESS]) == address_key(IPv6Address(first))
+    sent_ip = sent[Tag.PORTAL_IP_ADDRESS]
+    assert isinstance(sent_ip, IPv4Address | IPv6Address)
+    assert address_key(sent_ip) == address_key(IPv6Address(first))
     assert sent[Tag.PORTAL_IP_ADDRESS] == registry.db.portals.popitem()[1].ip
     echoed = tuple(
         a(Tag.PORTAL_IP_ADDRESS, IPv6Address(other)) if attr.tag == Tag.PORTAL_IP_ADDRESS else attr

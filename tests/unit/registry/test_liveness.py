@@ -4,8 +4,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from isns_server.isnsp.constants import FunctionId, NodeType, ScnBitmap, Status, Tag
-from isns_server.isnsp.messages import Attribute, Flags, Message, PortNumber, response
+from isns_server.isnsp.constants import Flags, FunctionId, NodeType, ScnBitmap, Status, Tag
+from isns_server.isnsp.messages import Attribute, Message, PortNumber, response
 from isns_server.registry import EsiProbe, Policy, Registry, Tick
 from isns_server.registry.deadlines import Deadlines
 

@@ -3,8 +3,8 @@ zoning change reaches exactly the nodes that gain or lose sight of another."""
 
 from ipaddress import IPv4Address
 
-from isns_server.isnsp.constants import DDSetStatus, FunctionId, NodeType, ScnBitmap, Tag
-from isns_server.isnsp.messages import Attribute, Flags, PortNumber
+from isns_server.isnsp.constants import DDSetStatus, Flags, FunctionId, NodeType, ScnBitmap, Tag
+from isns_server.isnsp.messages import Attribute, PortNumber
 from isns_server.registry import Notification, Outcome, Registry
 
 from .builders import ADMIN, NOW, a, call, eid, iqn, new_registry, ok, portal, register
@@ -150,7 +150,8 @@ def test_disabling_a_dd_set_hides_its_dds() -> None:
     subscriber(registry, I1, 1)
     ok(target(registry, T1))
     ok(dd_reg(registry, "dd-a", I1, T1))
-    keys, status = [], a(Tag.DD_SET_STATUS, int(DDSetStatus.DISABLED))
+    keys: list[Attribute] = []
+    status = a(Tag.DD_SET_STATUS, int(DDSetStatus.DISABLED))
     disabled = call(registry, FunctionId.DDS_REG, ADMIN, keys, [status, a(Tag.DD_ID, 1)])
     assert events(disabled) == {I1: [(REMOVED, (T1,))]}
     enable = [a(Tag.DD_SET_STATUS, int(DDSetStatus.ENABLED))]

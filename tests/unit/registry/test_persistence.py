@@ -9,7 +9,7 @@ from ipaddress import IPv6Address
 from typing import Any
 
 from isns_server.isnsp.constants import FunctionId, NodeType, Status, Tag
-from isns_server.isnsp.messages import Message, PortNumber
+from isns_server.isnsp.messages import IPAddress, Message, PortNumber
 from isns_server.registry import COUNTERS, ObjectType, Outcome, Policy, Ref, Registry
 from isns_server.registry.schema import STORED
 
@@ -57,8 +57,8 @@ def populated() -> tuple[Registry, Store]:
     store = Store(registry)
     original = registry.handle
 
-    def handle(message: Message, now: float) -> Outcome:
-        return store.apply(original(message, now))
+    def handle(message: Message, now: float, address: IPAddress | None = None) -> Outcome:
+        return store.apply(original(message, now, address))
 
     registry.handle = handle  # type: ignore[method-assign]
     standard_setup(registry)

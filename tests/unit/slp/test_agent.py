@@ -557,6 +557,8 @@ def test_accepted_iscsi_target_srvregs_are_reported() -> None:
         lifetime=300,
         source=SA[0],
     )
+    assert isinstance(second, TargetRegistration)
+    assert isinstance(third, TargetRegistration)
     assert (second.host, second.port, second.portal_group, second.lifetime) == (
         "192.0.2.3",
         3260,

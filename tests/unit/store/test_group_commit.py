@@ -1,9 +1,10 @@
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
-from isns_server.store import SqliteStore, StoreError
+from isns_server.store import Record, Ref, SqliteStore, StoreError
 from isns_server.store.group_commit import GroupCommitter
 
 
@@ -11,12 +12,12 @@ class GatedWriter:
     """A write_batch that records batches and holds each one until the test opens the gate."""
 
     def __init__(self) -> None:
-        self.batches: list[dict] = []
+        self.batches: list[dict[Ref, Record | None]] = []
         self.gate = threading.Event()
         self.started = threading.Event()
         self.fail_next = False
 
-    def __call__(self, batch: dict) -> None:
+    def __call__(self, batch: dict[Ref, Record | None]) -> None:
         self.started.set()
         self.gate.wait(timeout=10)
         if self.fail_next:
@@ -57,7 +58,7 @@ async def test_barrier_waits_for_earlier_writes_and_is_none_when_idle() -> None:
     await committer.close()
 
 
-async def test_sqlite_store_keeps_records_across_reopen(tmp_path) -> None:
+async def test_sqlite_store_keeps_records_across_reopen(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path, durable=True)
     assert store.load() == []
     await store.submit({("entity", "ent1"): {"eid": "ent1"}, ("dd", 3): {"id": 3}})
@@ -71,7 +72,7 @@ async def test_sqlite_store_keeps_records_across_reopen(tmp_path) -> None:
     await reopened.close()
 
 
-async def test_sqlite_store_refuses_a_newer_schema(tmp_path) -> None:
+async def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
     store._db.execute("PRAGMA user_version=99")
     await store.close()
@@ -79,7 +80,7 @@ async def test_sqlite_store_refuses_a_newer_schema(tmp_path) -> None:
         SqliteStore(tmp_path)
 
 
-def test_unwritable_data_dir_is_a_store_error(tmp_path) -> None:
+def test_unwritable_data_dir_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open the registry database"):

@@ -1,11 +1,13 @@
 """SqliteStore.records(): every row, read and decoded one at a time, keys as they were."""
 
+from pathlib import Path
+
 import pytest
 
 from isns_server.store import SqliteStore, StoreError
 
 
-async def test_records_stream_every_row_with_its_key(tmp_path) -> None:
+async def test_records_stream_every_row_with_its_key(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path, durable=False)
     keys = ["ent1", 'quote " and \\ backslash', "ünïcode", 3]
     await store.submit({("entity" if isinstance(k, str) else "dd", k): {"k": k} for k in keys})
@@ -20,7 +22,7 @@ async def test_records_stream_every_row_with_its_key(tmp_path) -> None:
     await reopened.close()
 
 
-async def test_a_damaged_record_is_refused_naming_the_file_and_row(tmp_path) -> None:
+async def test_a_damaged_record_is_refused_naming_the_file_and_row(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path, durable=False)
     await store.submit({("entity", "good"): {"eid": "good"}, ("entity", "bad"): {"eid": "bad"}})
     store._db.execute("UPDATE objects SET record = record || 'x' WHERE key = '\"bad\"'")
