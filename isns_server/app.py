@@ -65,7 +65,7 @@ class Application:
     async def start(self) -> None:
         config = self.config
         if config.store.backend == "etcd":
-            self.store = await open_etcd_store(config.store.etcd)
+            self.store = await open_etcd_store(config.store.etcd, config.data_dir)
         else:
             self.store = open_store(config.store.backend, config.data_dir, config.store.durable)
         if isinstance(self.store, SqliteStore | EtcdStore):

@@ -29,19 +29,25 @@ undone, its requests answered Internal Error, and the store says it is not writa
 until a read that needs a quorum succeeds again (tried every `retry_interval`). Such a
 read also runs every HEALTH_INTERVAL while all is well, so a lost quorum is noticed
 without waiting for a write.
-A transaction whose answer was lost (a timeout) may still have committed: then the watch
-brings it like any other replica's change, and its client, told Internal Error, finds it
-done when it tries again (docs/replication.md, "Failure behaviour").
+A transaction whose answer was lost (a timeout, a member gone) is settled before anyone
+is answered: every transaction also compares and rewrites this replica's own marker key
+`<prefix>w/<writer>`, so one more transaction that rewrites the marker (a fence) either
+succeeds, and the lost one did not commit and never can, or fails because the lost one
+moved the marker, and it committed. Only when etcd cannot answer the fence either is the
+outcome unknown: the change is undone and answered Internal Error, and if it did commit
+the watch brings it back like any other replica's change (docs/replication.md).
 """
 
 import asyncio
 import contextlib
 import json
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config.schema import EtcdSection
@@ -98,11 +104,16 @@ class EtcdStore:
         self,
         client: EtcdClient,
         prefix: str,
+        writer: str = "",
         retry_interval: float = RETRY_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`writer` names this replica's marker key: unique among the replicas, and the
+        same across its restarts, so that the keys stay as many as the replicas."""
         self.client = client
         self.prefix = prefix.encode()
+        self._marker = self.prefix + b"w/" + writer.encode()
+        self._marker_revision: int | None = None  # None: not known, read before writing
         self.retry_interval = retry_interval
         self._clock = clock
         self._records: dict[Ref, bytes] = {}  # each record's value in etcd, as etcd has it
@@ -295,15 +306,26 @@ class EtcdStore:
         # Failing, the transaction reads what the records' keys hold now instead.
         reads = [wire.range_op(record_key(self.prefix, write.ref)) for write in part]
         try:
+            if self._marker_revision is None:
+                self._marker_revision = await self._marker_now()
+            compare.append(wire.mod_revision_is(self._marker, self._marker_revision))
+            ops.append(wire.put_op(self._marker, b"written"))
             answer = await self.client.txn(compare, ops, reads)
         except EtcdError as exc:
-            self._unavailable(batch, waiters, exc)
-            return False
+            committed_at = await self._fence()
+            if committed_at is None:
+                self._unavailable(batch, waiters, exc)
+                return False
+            if not committed_at:  # it did not commit, and now never will: run it again
+                await self._lost(batch, waiters)
+                return False
+            answer = wire.TxnAnswer(True, committed_at)
         if not answer.succeeded:
             self._take_current(part, answer)
             await self._lost(batch, waiters)
             return False
         self._succeeded()
+        self._marker_revision = answer.revision
         for write in part:
             self._revisions[write.ref] = answer.revision
             if write.value is None:
@@ -315,6 +337,37 @@ class EtcdStore:
             else:
                 self._names[write.ref] = write.name
         return True
+
+    async def _marker_now(self) -> int:
+        """The marker's mod revision in etcd now (0: none yet)."""
+        kvs = (await self.client.range(self._marker, b"")).kvs
+        return kvs[0].mod_revision if kvs else 0
+
+    async def _fence(self) -> int | None:
+        """After a transaction whose answer was lost: the revision it committed at, or 0
+        when it did not and now cannot (the marker it compares was rewritten); None when
+        etcd does not answer this either, and the marker is read again before the next
+        write."""
+        known = self._marker_revision
+        self._marker_revision = None
+        if known is None:
+            return None
+        try:
+            answer = await self.client.txn(
+                [wire.mod_revision_is(self._marker, known)],
+                [wire.put_op(self._marker, b"fenced")],
+                [wire.range_op(self._marker)],
+            )
+        except EtcdError:
+            return None
+        if answer.succeeded:
+            self._marker_revision = answer.revision
+            return 0
+        moved = answer.ranges[0] if answer.ranges else ()
+        if not moved:
+            return None
+        log.info("a write to %s whose answer was lost had committed", self.where)
+        return moved[0].mod_revision
 
     def _take_current(self, part: list["_Write"], answer: wire.TxnAnswer) -> None:
         """Into the mirror: what the keys of a lost transaction hold now (it read them),
@@ -552,9 +605,11 @@ def etcd_client(settings: EtcdSection) -> EtcdClient:
     )
 
 
-async def open_etcd_store(settings: EtcdSection) -> EtcdStore:
-    """The etcd store with every record read: the registry can be built from it."""
-    store = EtcdStore(etcd_client(settings), settings.prefix)
+async def open_etcd_store(settings: EtcdSection, data_dir: Path) -> EtcdStore:
+    """The etcd store with every record read: the registry can be built from it. The
+    replica's host and `data_dir` name its marker key (EtcdStore)."""
+    writer = f"{socket.gethostname()}:{data_dir.resolve()}"
+    store = EtcdStore(etcd_client(settings), settings.prefix, writer)
     try:
         await store.catch_up()
     except BaseException:

@@ -33,6 +33,9 @@ class FakeEtcd:
         self.down = False
         self.leases: set[int] = set()
         self.endpoints = ["http://fake"]
+        self.lose_answers = 0  # transactions to commit and then raise for, as a timeout
+        self.delay = 0  # transactions to hold back (and raise for), as a member gone
+        self.held_back: list[tuple[Any, ...]] = []
 
     def _commit(self, events: list[Event]) -> None:
         for queue in self.watchers:
@@ -68,6 +71,14 @@ class FakeEtcd:
     ) -> wire.TxnAnswer:
         if self.down:
             raise EtcdError("no quorum")
+        if self.delay:
+            self.delay -= 1
+            self.held_back.append((compare, success, failure))
+            raise EtcdError("etcd did not answer (TimeoutError)")
+        if self.lose_answers:
+            self.lose_answers -= 1
+            await self.txn(compare, success, failure)
+            raise EtcdError("etcd did not answer (TimeoutError)")
         for c in compare:
             key = _key(c["key"])
             value, mod, created, lease = self.kvs.get(key, (b"", 0, 0, 0))
@@ -152,8 +163,10 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def started(etcd: FakeEtcd) -> tuple[EtcdStore, list[list[tuple[Ref, Record | None]]]]:
-    store = EtcdStore(etcd, PREFIX, retry_interval=0.01)  # type: ignore[arg-type]
+async def started(
+    etcd: FakeEtcd, writer: str = "one"
+) -> tuple[EtcdStore, list[list[tuple[Ref, Record | None]]]]:
+    store = EtcdStore(etcd, PREFIX, writer, retry_interval=0.01)  # type: ignore[arg-type]
     await store.catch_up()
     applied: list[list[tuple[Ref, Record | None]]] = []
     store.start(applied.append)
@@ -201,7 +214,7 @@ async def test_a_batch_larger_than_etcd_takes_in_one_transaction_goes_in_several
     store, _ = await started(etcd)
     expired: dict[Ref, Record | None] = {("entity", f"e{n}"): {"eid": n} for n in range(300)}
     await store.submit(expired)
-    assert len(etcd.kvs) == 300
+    assert sum(key.startswith(b"/t/r/") for key in etcd.kvs) == 300
     assert store.writable
     await store.close()
 
@@ -311,7 +324,7 @@ async def test_a_watch_behind_a_compaction_reads_everything_again() -> None:
 
 async def test_a_dd_name_is_taken_once_across_replicas_and_freed_with_its_dd() -> None:
     etcd = FakeEtcd()
-    (one, _), (two, _) = await started(etcd), await started(etcd)
+    (one, _), (two, _) = await started(etcd), await started(etcd, "two")
     names = PREFIX.encode() + b"n/dd/"
     await one.submit({("dd", 1): {"id": 1, "name": "x"}})
     # two has not heard of DD 1 yet; its DD 2, with the same name, loses.
@@ -335,3 +348,26 @@ async def test_a_dd_name_is_taken_once_across_replicas_and_freed_with_its_dd() -
     assert sorted(k for k in etcd.kvs if b"/n/" in k) == [PREFIX.encode() + b"n/dds/y"]
     await one.close()
     await two.close()
+
+
+async def test_a_write_whose_answer_was_lost_is_settled_before_it_is_answered() -> None:
+    etcd = FakeEtcd()
+    store, applied = await started(etcd)
+    etcd.lose_answers = 1  # it commits; the answer never arrives
+    await store.submit({A: {"eid": "a"}})  # answered done: the fence found it committed
+    assert json.loads(etcd.kvs[record_key(PREFIX.encode(), A)][0]) == {"eid": "a"}
+    await settle()
+    assert applied == []  # its own change, not applied again from the watch
+    assert store.writable
+    # One that never reached etcd is fenced: answered as lost (its requests run again),
+    # and held back by a member, it can no longer commit afterwards.
+    etcd.delay = 1
+    with pytest.raises(StoreConflict):
+        await store.submit({B: {"eid": "b"}})
+    (late,) = etcd.held_back
+    assert not (await etcd.txn(*late)).succeeded
+    assert record_key(PREFIX.encode(), B) not in etcd.kvs
+    assert store.writable
+    await store.submit({B: {"eid": "b"}, A: None})  # and writes go on
+    assert json.loads(etcd.kvs[record_key(PREFIX.encode(), B)][0]) == {"eid": "b"}
+    await store.close()
