@@ -312,7 +312,9 @@ class EtcdStore:
             ops.append(wire.put_op(self._marker, b"written"))
             answer = await self.client.txn(compare, ops, reads)
         except EtcdError as exc:
-            committed_at = await self._fence()
+            # etcd refusing the transaction (too large, say) is an answer: no fence.
+            undetermined = exc.code in wire.UNDETERMINED_CODES
+            committed_at = await self._fence() if undetermined else None
             if committed_at is None:
                 self._unavailable(batch, waiters, exc)
                 return False

@@ -25,6 +25,9 @@ class EtcdError(Exception):
 # gRPC status codes etcd uses that this client acts on
 CODE_UNAUTHENTICATED = 16
 CODE_INVALID_ARGUMENT = 3
+# Errors after which a write may still commit: no answer at all (code None), or etcd's
+# "request timed out", "leader changed" and the like.
+UNDETERMINED_CODES = frozenset((None, 2, 4, 14))  # unknown, deadline exceeded, unavailable
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class FakeEtcd:
         self.lose_answers = 0  # transactions to commit and then raise for, as a timeout
         self.delay = 0  # transactions to hold back (and raise for), as a member gone
         self.held_back: list[tuple[Any, ...]] = []
+        self.too_large = 0  # transactions to refuse, as etcd refuses one over its limit
 
     def _commit(self, events: list[Event]) -> None:
         for queue in self.watchers:
@@ -71,6 +72,9 @@ class FakeEtcd:
     ) -> wire.TxnAnswer:
         if self.down:
             raise EtcdError("no quorum")
+        if self.too_large:
+            self.too_large -= 1
+            raise EtcdError("etcdserver: request is too large", wire.CODE_INVALID_ARGUMENT)
         if self.delay:
             self.delay -= 1
             self.held_back.append((compare, success, failure))
@@ -370,4 +374,11 @@ async def test_a_write_whose_answer_was_lost_is_settled_before_it_is_answered() 
     assert store.writable
     await store.submit({B: {"eid": "b"}, A: None})  # and writes go on
     assert json.loads(etcd.kvs[record_key(PREFIX.encode(), B)][0]) == {"eid": "b"}
+    # A transaction etcd refused is answered: no fence, and no running again.
+    marker = {k: v for k, v in etcd.kvs.items() if k.startswith(b"/t/w/")}
+    etcd.too_large = 1
+    with pytest.raises(StoreError) as raised:
+        await store.submit({A: {"eid": "a" * 100}})
+    assert not isinstance(raised.value, StoreConflict)
+    assert {k: v for k, v in etcd.kvs.items() if k.startswith(b"/t/w/")} == marker
     await store.close()
