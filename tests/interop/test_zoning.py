@@ -62,7 +62,9 @@ async def test_initiators_see_exactly_their_discovery_domains(
     out = admin.run(
         ADMIN, "--dd-register", "dd-name=dd-a", f"dd-member-name={T1}", f"dd-member-name={I1}"
     )
-    dd_a = int(re.search(r"DD ID = (\d+)", out).group(1))  # type: ignore[union-attr]
+    registered = re.search(r"DD ID = (\d+)", out)
+    assert registered is not None, out
+    dd_a = int(registered.group(1))
     admin.run(
         ADMIN, "--dd-register", "dd-name=dd-b", f"dd-member-name={T2}", f"dd-member-name={I2}"
     )

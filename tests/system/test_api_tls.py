@@ -9,10 +9,14 @@ import aiohttp
 import pytest
 
 from isns_server.api import ApiServer, build_app
+from isns_server.api.audit import AuditLog
 from isns_server.api.auth import Tokens
 from isns_server.api.context import ApiContext, PortalState
+from isns_server.api.writes import Planner, Writer
 from isns_server.config.schema import ApiSection, ApiTls, ListenAddress
 from isns_server.service import ListenError
+from isns_server.service.dispatcher import Dispatcher
+from isns_server.store import MemoryStore
 
 from ..processes import free_port
 from ..unit.api.conftest import new_api_registry
@@ -36,7 +40,10 @@ async def ready() -> dict[str, str | None]:
 def server(settings: ApiSection) -> ApiServer:
     """An API serving health checks only: its listener is what is tested here."""
     registry = new_api_registry()
-    context = ApiContext(registry, None, None, None, PortalState(list, list), ready)  # type: ignore[arg-type]
+    store = MemoryStore()
+    audit = AuditLog(store, [], keep=1)
+    writer = Writer(Dispatcher(registry, store), audit)
+    context = ApiContext(registry, Planner(registry), writer, audit, PortalState(list, list), ready)
     return ApiServer(settings, build_app(context, Tokens([]), 1024))
 
 

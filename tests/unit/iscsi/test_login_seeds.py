@@ -173,17 +173,25 @@ WINDOWS_TARGET = "iqn.1991-05.com.microsoft:win-he2ksesoj66-iscsitarget1-target"
 WINDOWS_CHAP = ChapCredentials("win-host01", b"windows-chap-secret")  # CHAP_N of 10 characters
 
 
-def windows_request(pairs: list[tuple[str, str]], **header: object) -> LoginRequest:
-    fields: dict[str, object] = {
-        "csg": SECURITY,
-        "isid": WINDOWS_ISID,
-        "itt": 1,
-        "cid": 1,
-        "cmdsn": 1,
-        "expstatsn": 1,
-        "data": encode_text(pairs),
-    }
-    return LoginRequest(**(fields | header))  # type: ignore[arg-type]
+def windows_request(
+    pairs: list[tuple[str, str]],
+    *,
+    csg: int = SECURITY,
+    transit: bool = False,
+    nsg: int = 0,
+    expstatsn: int = 1,
+) -> LoginRequest:
+    return LoginRequest(
+        transit=transit,
+        csg=csg,
+        nsg=nsg,
+        isid=WINDOWS_ISID,
+        itt=1,
+        cid=1,
+        cmdsn=1,
+        expstatsn=expstatsn,
+        data=encode_text(pairs),
+    )
 
 
 def test_windows_normal_login_with_chap() -> None:

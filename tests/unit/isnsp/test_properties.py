@@ -1,6 +1,7 @@
 """Property tests: encode -> decode is the identity; garbage only ever raises
 MessageFormatError."""
 
+import random
 from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import given, settings
@@ -98,9 +99,11 @@ def test_stream_round_trip(message: Message, pdu_size: int, data: st.DataObject)
 
 @settings(max_examples=60, deadline=None)
 @given(messages(), pdu_sizes, st.randoms(use_true_random=False))
-def test_datagram_round_trip_in_any_order(message: Message, pdu_size: int, rnd: object) -> None:
+def test_datagram_round_trip_in_any_order(
+    message: Message, pdu_size: int, rnd: random.Random
+) -> None:
     pdus = encode_message(message, max_pdu_payload=pdu_size)
-    rnd.shuffle(pdus)  # type: ignore[attr-defined]
+    rnd.shuffle(pdus)
     decoder = DatagramDecoder()
     results = [decoder.receive_datagram(p, "peer") for p in pdus]
     assert results[:-1] == [None] * (len(pdus) - 1)

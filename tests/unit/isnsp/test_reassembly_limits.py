@@ -4,7 +4,15 @@ skipped without more errors, and every byte taken from the budget is given back.
 
 import pytest
 
-from isns_server.isnsp import Attribute, FunctionId, MessageFormatError, Status, Tag, request
+from isns_server.isnsp import (
+    Attribute,
+    FunctionId,
+    Message,
+    MessageFormatError,
+    Status,
+    Tag,
+    request,
+)
 from isns_server.isnsp.codec import ReassemblyBudget, StreamDecoder, encode_message
 
 NAME = "iqn.2026-11.org.example:limits"
@@ -18,9 +26,11 @@ def big_query(xid: int, size: int) -> list[bytes]:
     return encode_message(message, max_pdu_payload=4096)
 
 
-def feed(decoder: StreamDecoder, pdus: list[bytes], now: float = 0.0) -> list[object]:
+def feed(
+    decoder: StreamDecoder, pdus: list[bytes], now: float = 0.0
+) -> list[Message | MessageFormatError]:
     """Messages and errors, in order, from feeding `pdus`."""
-    out: list[object] = []
+    out: list[Message | MessageFormatError] = []
     for pdu in pdus:
         decoder.receive_data(pdu)
         while True:
@@ -54,14 +64,14 @@ def test_over_the_shared_budget_is_busy_and_the_rest_is_skipped() -> None:
     )
     # The connection goes on: a small message right after is decoded.
     (message,) = feed(second, big_query(3, 1000))
-    assert message.xid == 3  # type: ignore[attr-defined]
+    assert isinstance(message, Message) and message.xid == 3
 
     # The held message completes; every byte goes back to the budget.
     (message,) = feed(first, held[-1:])
-    assert message.xid == 1  # type: ignore[attr-defined]
+    assert isinstance(message, Message) and message.xid == 1
     assert budget.used == 0
     (message,) = feed(second, big_query(4, 32_000))
-    assert message.xid == 4  # type: ignore[attr-defined]
+    assert isinstance(message, Message) and message.xid == 4
     assert budget.used == 0
 
 
@@ -87,7 +97,7 @@ def test_reassembly_timeout_answers_message_format_error_and_skips_the_rest() ->
     assert decoder.reassembly_deadline is None and budget.used == 0
     assert feed(decoder, pdus[2:], now=131.0) == []  # the late rest: skipped, no error
     (message,) = feed(decoder, big_query(6, 20_000), now=132.0)
-    assert message.xid == 6  # type: ignore[attr-defined]
+    assert isinstance(message, Message) and message.xid == 6
 
 
 def test_without_budget_or_timeout_nothing_expires() -> None:

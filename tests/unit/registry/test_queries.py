@@ -62,7 +62,7 @@ def test_query_entity_lists_its_nodes_then_each_portal_once_with_every_pg(
 ) -> None:
     attrs = operating_of(query(registry, I1, [eid("stor1")]))
     assert values(attrs, Tag.ISCSI_NAME) == [T1, T2]
-    assert [p.port for p in values(attrs, Tag.PORTAL_TCP_UDP_PORT)] == [3260, 3261]  # type: ignore[union-attr]
+    assert values(attrs, Tag.PORTAL_TCP_UDP_PORT) == [PortNumber(3260), PortNumber(3261)]
     pgs = list(
         zip(
             values(attrs, Tag.PG_ISCSI_NAME), values(attrs, Tag.PG_PORTAL_TCP_UDP_PORT), strict=True
@@ -209,11 +209,11 @@ def test_get_next_walks_every_type_in_key_order(registry: Registry) -> None:
     pgs = walk(
         registry, ADMIN, [Tag.PG_ISCSI_NAME, Tag.PG_PORTAL_IP_ADDR, Tag.PG_PORTAL_TCP_UDP_PORT]
     )
-    assert [(k[0].value, k[2].value.port) for k, _ in pgs] == [  # type: ignore[union-attr]
-        (T1, 3260),
-        (T1, 3261),
-        (T2, 3260),
-        (T2, 3261),
+    assert [(k[0].value, k[2].value) for k, _ in pgs] == [
+        (T1, PortNumber(3260)),
+        (T1, PortNumber(3261)),
+        (T2, PortNumber(3260)),
+        (T2, PortNumber(3261)),
     ]
     # With no attributes requested, each answer is the object's own attributes, keys first.
     assert tags(entities[0][1]) == [1, 2, 6, 4, 7]

@@ -80,13 +80,11 @@ def big() -> Registry:
 
 
 @pytest.fixture
-def guarded(big: Registry):  # type: ignore[no-untyped-def]
-    db = big.db
-    saved = (db.nodes, db.in_order)
-    db.nodes = Guarded(db.nodes)
-    db.in_order = Guarded._scan  # type: ignore[method-assign, assignment]
-    yield db.nodes
-    db.nodes, db.in_order = saved  # type: ignore[method-assign]
+def guarded(big: Registry, monkeypatch: pytest.MonkeyPatch) -> Guarded:
+    nodes = Guarded(big.db.nodes)
+    monkeypatch.setattr(big.db, "nodes", nodes)
+    monkeypatch.setattr(big.db, "in_order", nodes._scan)
+    return nodes
 
 
 def test_a_zoned_query_for_all_nodes_touches_only_the_dd(big: Registry, guarded: Guarded) -> None:
