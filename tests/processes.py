@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -67,7 +68,7 @@ class OurServer:
         self.workdir = workdir
         self.port = free_port()
         self.log_path = workdir / "isns-server.log"
-        self.settings: dict[str, object] = {
+        self.settings: dict[str, Any] = {  # the YAML document, as a test edits it
             "data_dir": str(workdir / "data"),
             "isns": {"listen": [f"127.0.0.1:{self.port}"], **isns},
             "portal": {"enabled": False},

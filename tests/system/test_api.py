@@ -64,7 +64,7 @@ async def zone_through_the_api(
     portal_port = our_server.enable_portal()
     disk = {"lun": 0, "path": str(tmp_path / "disk.img"), "size": "1MiB"}
     our_server.configure(targets=[{"name": LOCAL, "luns": [disk]}])
-    our_server.settings["isns"]["default_dd"] = False  # type: ignore[index]
+    our_server.settings["isns"]["default_dd"] = False
     url, headers = start_with_api(our_server)
     program = require("isnsadm")
     code, out = isnsadm(
@@ -131,7 +131,7 @@ async def test_control_nodes_outside_control_networks_are_refused(
 ) -> None:
     """isnsadm connects from 127.0.0.1; with only 127.0.0.2 trusted, its DDReg as a Control
     Node is refused, logged, and changes nothing, while the API still zones."""
-    our_server.settings["isns"]["control_networks"] = ["127.0.0.2/32"]  # type: ignore[index]
+    our_server.settings["isns"]["control_networks"] = ["127.0.0.2/32"]
     url, headers = start_with_api(our_server)
     program = require("isnsadm")
     code, out = isnsadm(

@@ -109,7 +109,7 @@ def safely(served: Callable[[int, str], bool], port: int, source: str) -> bool:
 def listeners(our_server: OurServer, tmp_path: Path) -> Iterator[dict[str, int]]:
     """iSNS, the portal and SLP with a per-source cap of 4 and a 1-second idle timeout."""
     caps = {"max_connections_per_source": PER_SOURCE}
-    our_server.settings["isns"] = {**our_server.settings["isns"], **caps, "idle_timeout": 1}  # type: ignore[dict-item]
+    our_server.settings["isns"] = {**our_server.settings["isns"], **caps, "idle_timeout": 1}
     portal = our_server.enable_portal(login_timeout=1, **caps)
     slp = free_port()
     our_server.configure(slp=slp_settings(slp, idle_timeout=1, **caps))

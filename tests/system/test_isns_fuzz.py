@@ -129,7 +129,7 @@ def served(port: int) -> bool:
 def test_mutated_isns_over_tcp_and_udp_no_traceback_and_still_served(
     our_server: OurServer, record_property: Callable[[str, object], None]
 ) -> None:
-    our_server.settings["isns"].update(udp_rate_limit=100000, udp_rate_burst=100000)  # type: ignore[attr-defined]
+    our_server.settings["isns"].update(udp_rate_limit=100000, udp_rate_burst=100000)
     our_server.start()
     rng = random.Random(SEED)
     answered = 0

@@ -167,7 +167,7 @@ def test_32_connections_of_unfinished_1mib_messages_stay_within_the_budget(
 def test_an_unfinished_message_times_out_with_message_format_error(
     our_server: OurServer,
 ) -> None:
-    our_server.settings["isns"]["reassembly_timeout"] = 1  # type: ignore[index]
+    our_server.settings["isns"]["reassembly_timeout"] = 1
     our_server.start()
     with socket.create_connection(("127.0.0.1", our_server.port), 10) as sock:
         sock.sendall(unfinished(77, size=200_000))
@@ -230,7 +230,7 @@ def test_a_76_byte_udp_query_gets_at_most_the_factor_unless_from_its_own_portal(
 
 
 def test_udp_answers_are_rate_limited_per_source(our_server: OurServer) -> None:
-    our_server.settings["isns"].update(udp_rate_limit=5, udp_rate_burst=10)  # type: ignore[attr-defined]
+    our_server.settings["isns"].update(udp_rate_limit=5, udp_rate_burst=10)
     our_server.start()
     register_admin(our_server.port)
     data = b"".join(encode_message(name_query(9)))
@@ -257,7 +257,7 @@ def test_repeated_zero_length_keys_get_one_answer_within_max_message_size(
     our_server: OurServer,
 ) -> None:
     limit = 128 * 1024
-    our_server.settings["isns"]["max_message_size"] = limit  # type: ignore[index]
+    our_server.settings["isns"]["max_message_size"] = limit
     our_server.start()
     register_admin(our_server.port)
     register_targets(our_server.port, count=500)

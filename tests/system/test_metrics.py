@@ -55,7 +55,7 @@ def test_metrics_after_isns_slp_and_portal_traffic_pass_promtool(
     portal_port = our_server.enable_portal()
     api_port, slp_port = free_port(), free_port()
     lun = {"lun": 0, "path": str(tmp_path / "disk.img"), "size": "1MiB"}
-    our_server.settings["isns"]["default_dd"] = False  # type: ignore[index]
+    our_server.settings["isns"]["default_dd"] = False
     our_server.configure(
         targets=[{"name": DISK, "luns": [lun], "allowed_initiators": [FRIEND]}],
         api={"listen": f"127.0.0.1:{api_port}"},

@@ -32,7 +32,7 @@ async def add_target(port: int, name: str, address: str) -> None:
 async def test_an_scn_to_a_subscriber_from_before_a_kill_9_is_not_a_live_fault(
     our_server: OurServer,
 ) -> None:
-    our_server.settings["isns"]["scn_retries"] = 1  # type: ignore[index]
+    our_server.settings["isns"]["scn_retries"] = 1
     our_server.start()
     closed = free_port()  # nothing listens: the subscriber is gone
     await subscribe(our_server.port, SUBSCRIBER, PortNumber(closed, udp=False))

@@ -99,7 +99,7 @@ def test_log_in_watch_a_target_arrive_and_zone_an_initiator_through_the_preview(
     from playwright.sync_api import expect
 
     api_port = free_port()
-    our_server.settings["isns"]["default_dd"] = False  # type: ignore[index]
+    our_server.settings["isns"]["default_dd"] = False
     our_server.configure(api={"listen": f"127.0.0.1:{api_port}"})
     our_server.start()
     assert our_server.process is not None
