@@ -37,6 +37,7 @@ class FakeEtcd:
         self.delay = 0  # transactions to hold back (and raise for), as a member gone
         self.held_back: list[tuple[Any, ...]] = []
         self.too_large = 0  # transactions to refuse, as etcd refuses one over its limit
+        self.slow = False  # a transaction lets other tasks run before it is taken
 
     def _commit(self, events: list[Event]) -> None:
         for queue in self.watchers:
@@ -70,6 +71,8 @@ class FakeEtcd:
     async def txn(
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: Any = None
     ) -> wire.TxnAnswer:
+        if self.slow:
+            await asyncio.sleep(0)
         if self.down:
             raise EtcdError("no quorum")
         if self.too_large:
@@ -381,4 +384,25 @@ async def test_a_write_whose_answer_was_lost_is_settled_before_it_is_answered() 
         await store.submit({A: {"eid": "a" * 100}})
     assert not isinstance(raised.value, StoreConflict)
     assert {k: v for k, v in etcd.kvs.items() if k.startswith(b"/t/w/")} == marker
+    await store.close()
+
+
+async def test_a_dd_arriving_with_the_name_of_a_pending_one_waits_until_that_is_undone() -> None:
+    etcd = FakeEtcd()
+    store, applied = await started(etcd)
+    etcd.slow = True
+    first = store.submit({A: {"eid": "a"}})
+    # Meanwhile another replica made DD 1 named x: the watch brings it while A is in
+    # flight, and DD 2, named x too, is queued behind A.
+    etcd.put(record_key(PREFIX.encode(), ("dd", 1)), b'{"id":1,"name":"x"}')
+    etcd.put(PREFIX.encode() + b"n/dd/x", b"1")
+    await asyncio.sleep(0)
+    second = store.submit({("dd", 2): {"id": 2, "name": "x"}})
+    await first
+    with pytest.raises(StoreConflict):
+        await second
+    # Memory never held two DDs named x: DD 2 went and DD 1 came in one change.
+    assert [sorted(change) for change in applied] == [
+        [(("dd", 1), {"id": 1, "name": "x"}), (("dd", 2), None)]
+    ]
     await store.close()
