@@ -22,6 +22,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from isns_server.client import IsnsClient
@@ -86,7 +87,7 @@ async def throughput(
     for c in range(clients):
         requests = [wire(build(c * per_client + i), i % 65535 + 1) for i in range(per_client)]
         _, protocol = await loop.create_connection(
-            lambda r=requests: CountingClient(r, deadline, latencies),  # type: ignore[misc]
+            partial(CountingClient, requests, deadline, latencies),
             "127.0.0.1",
             ports[c % len(ports)],
         )
@@ -104,7 +105,7 @@ async def bench(
             message = initiator_registration()
             source, keys, operating = message.split()
             assert source is not None
-            await isns.call(message.function, source, keys, operating)
+            await isns.call(FunctionId(message.function), source, keys, operating)
     writing = ports[: writers or len(ports)]
     registered, refused = await throughput(writing, lambda n: registration(base + n), clients, ops)
     per_client = max(1, ops // clients)
@@ -125,7 +126,7 @@ async def visible(writer: int, reader: int, samples: int, base: int) -> list[flo
             message = registration(n)
             source, keys, operating = message.split()
             assert source is not None
-            answer = await write.call(message.function, source, keys, operating)
+            answer = await write.call(FunctionId(message.function), source, keys, operating)
             assert answer.status == Status.SUCCESSFUL, answer
             acknowledged = time.perf_counter()
             deadline = time.monotonic() + VISIBILITY_LIMIT

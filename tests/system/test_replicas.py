@@ -11,8 +11,10 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TypedDict
 
 import aiohttp
 import pytest
@@ -82,7 +84,14 @@ def three(tmp_path: Path, etcd: EtcdCluster) -> Iterator[list[OurServer]]:
                 server.stop()
 
 
-def register(name: str, eid: str, address: IPv4Address, port: int = 3260) -> dict[str, object]:
+class Registration(TypedDict):
+    """The keys and operating attributes of a DevAttrReg, as IsnsClient.call takes them."""
+
+    keys: tuple[Attribute, ...]
+    operating: tuple[Attribute, ...]
+
+
+def register(name: str, eid: str, address: IPv4Address, port: int = 3260) -> Registration:
     return {
         "keys": (Attribute(Tag.ENTITY_IDENTIFIER, eid),),
         "operating": (
@@ -99,7 +108,7 @@ async def dev_attr_reg(port: int, name: str, eid: str, address: IPv4Address) -> 
         return await isns.call(
             FunctionId.DEV_ATTR_REG,
             Attribute(Tag.ISCSI_NAME, name),
-            **register(name, eid, address),  # type: ignore[arg-type]
+            **register(name, eid, address),
         )
 
 
@@ -159,7 +168,9 @@ async def dd_ids_named(port: int, name: str) -> list[int]:
             if answer.status != Status.SUCCESSFUL:
                 break
             values = {a.tag: a.value for a in answer.attributes}
-            key = int(values[Tag.DD_ID])  # type: ignore[arg-type]
+            dd_id = values[Tag.DD_ID]
+            assert isinstance(dd_id, int)
+            key = dd_id
             if values.get(Tag.DD_SYMBOLIC_NAME) == name:
                 ids.append(key)
     return ids
@@ -223,7 +234,7 @@ async def test_one_dd_name_registered_on_two_replicas_at_once_makes_one_dd(
     for server in three:
         for name in names:
             await eventually(
-                lambda s=server, n=name: dd_ids_named(s.port, n),  # type: ignore[misc]
+                partial(dd_ids_named, server.port, name),
                 lambda ids: len(ids) == 1,
                 what=f"one DD named {name} on 127.0.0.1:{server.port}",
             )
@@ -238,7 +249,7 @@ async def register_until_killed(port: int, client: int, acked: list[str]) -> Non
                 answer = await isns.call(
                     FunctionId.DEV_ATTR_REG,
                     Attribute(Tag.ISCSI_NAME, name),
-                    **register(name, f"ent-{client}-{n}", address),  # type: ignore[arg-type]
+                    **register(name, f"ent-{client}-{n}", address),
                 )
                 if answer.status == Status.SUCCESSFUL:
                     acked.append(name)

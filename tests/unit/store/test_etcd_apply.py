@@ -2,7 +2,7 @@
 time and ends up holding exactly what that replica holds (no etcd, no sockets)."""
 
 from isns_server.isnsp.constants import FunctionId, NodeType, Tag
-from isns_server.isnsp.messages import Message
+from isns_server.isnsp.messages import IPAddress, Message
 from isns_server.registry import COUNTERS, Outcome, Ref, Registry
 
 from ..registry.builders import (
@@ -50,8 +50,8 @@ def test_registrations_and_deregistrations_arrive_as_they_were_made() -> None:
     pair = Pair()
     original = pair.one.handle
 
-    def handle(message: Message, now: float) -> Outcome:
-        return pair.replicate(original(message, now))
+    def handle(message: Message, now: float, address: IPAddress | None = None) -> Outcome:
+        return pair.replicate(original(message, now, address))
 
     pair.one.handle = handle  # type: ignore[method-assign]
     standard_setup(pair.one)

@@ -51,7 +51,7 @@ def test_errors_carry_the_grpc_code() -> None:
 
 
 def test_a_watch_stream_split_anywhere() -> None:
-    messages = [
+    messages: list[wire.Json] = [
         {"result": {"header": {"revision": "2"}, "created": True}},
         {
             "result": {
