@@ -30,6 +30,7 @@ from isns_server.isnsp.constants import FunctionId, NodeType, Status
 from isns_server.isnsp.errors import MessageFormatError
 from isns_server.isnsp.messages import IPAddress, Message, response
 from isns_server.netaddr import host_port
+from isns_server.schedule import Sleep, doubling
 
 from . import registry_queries as queries
 from .catalog import Domain, Node
@@ -50,6 +51,12 @@ MAX_ADDED_PORTALS = 4096
 FULL_READ_INTERVAL = 3600.0  # seconds between full re-reads, for an SCN lost otherwise
 
 
+def reconnect_pause(reconnects: int) -> float:
+    """Seconds before reconnecting, `reconnects` times since a session last got to
+    following the registry: RETRY_FIRST, doubling up to RETRY_MAX."""
+    return doubling(reconnects, RETRY_FIRST, RETRY_MAX)
+
+
 class _Forgotten(Exception):
     """The server no longer knows the agent (restarted without its data, or expired us)."""
 
@@ -65,6 +72,7 @@ class RegistryBridge:
         mirror: RegistryMirror,
         clock: Callable[[], float] = time.monotonic,
         on_registry_read: Callable[[], None] = lambda: None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.server = server
         self.node_name = node_name
@@ -73,6 +81,7 @@ class RegistryBridge:
         self.mirror = mirror
         self.clock = clock
         self.on_registry_read = on_registry_read  # after every full read
+        self.sleep = sleep
         self._pending = Pending()
         self._bursts = BurstWatch()
         self._wake = asyncio.Event()
@@ -80,7 +89,7 @@ class RegistryBridge:
         self._client: IsnsClient | None = None
         self._listener: asyncio.Server | None = None
         self._scn_connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
-        self._following = False
+        self._reconnects = 0  # since a session last got to following the registry
         self._added_portals: set[tuple[str, IPAddress, int]] = set()
 
     @property
@@ -109,9 +118,7 @@ class RegistryBridge:
     # Session
 
     async def _run(self) -> None:
-        pause = RETRY_FIRST
         while True:
-            self._following = False
             try:
                 await self._session()
             except TimeoutError:
@@ -119,22 +126,26 @@ class RegistryBridge:
                     "iSNS server %s did not answer within %.0f s; reconnecting in %.0f s",
                     self.where,
                     REQUEST_TIMEOUT,
-                    pause,
+                    self._pause,
                 )
             except (IsnsClientError, OSError) as exc:
-                log.warning("iSNS server %s: %s; reconnecting in %.0f s", self.where, exc, pause)
+                log.warning(
+                    "iSNS server %s: %s; reconnecting in %.0f s", self.where, exc, self._pause
+                )
             except _Forgotten:
                 log.warning("iSNS server %s forgot the agent; registering again", self.where)
             except RegistryRefusal as exc:
-                log.error("%s; retrying in %.0f s", exc, pause)
+                log.error("%s; retrying in %.0f s", exc, self._pause)
             finally:
                 if self._client is not None:
                     await self._client.close()
                     self._client = None
-            if self._following:  # a session that worked: the next failure starts afresh
-                pause = RETRY_FIRST
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, RETRY_MAX)
+            await self.sleep(self._pause)
+            self._reconnects += 1
+
+    @property
+    def _pause(self) -> float:
+        return reconnect_pause(self._reconnects)
 
     async def _session(self) -> None:
         host, port = self.server
@@ -162,7 +173,7 @@ class RegistryBridge:
             len(self.mirror.catalog.domains),
             "" if subscribed else " (re-read periodically: no SCNs)",
         )
-        self._following = True
+        self._reconnects = 0  # a session that worked: the next failure starts afresh
         await self._follow(client, subscribed, period)
 
     async def _subscribe(self, client: IsnsClient) -> bool:

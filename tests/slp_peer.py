@@ -4,16 +4,15 @@
 import itertools
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
 
 from discovery_agent.slp.codec import build_message, message_length, parse_message
 from discovery_agent.slp.constants import MULTICAST_ADDRESS, Flags
 from discovery_agent.slp.messages import Message, SrvRqst
 
+from .polling import eventually_sync
+
 LOOPBACK = "127.0.0.1"
-_T = TypeVar("_T")
 
 
 class SlpUserAgent:
@@ -43,8 +42,9 @@ class SlpUserAgent:
         def ask() -> list[bytes]:  # a short wait each time: a silent agent drops requests
             return self.exchange_udp(build_message(self.stamp(discovery)), wait=0.5)
 
-        if not eventually(ask, bool, timeout):
-            raise AssertionError(f"no SLP agent answered on {self.agent}:{self.port}")
+        eventually_sync(
+            ask, what=f"an SLP agent to answer on {self.agent}:{self.port}", within=timeout
+        )
 
     def stamp(self, message: Message, multicast: bool = False) -> Message:
         """`message` with a fresh XID, and REQUEST-MCAST when it goes out multicast."""
@@ -98,13 +98,3 @@ class SlpUserAgent:
             if first_only:
                 break
         return replies
-
-
-def eventually(probe: Callable[[], _T], ok: Callable[[_T], bool], timeout: float = 10.0) -> _T:
-    """`probe()` until `ok` accepts its result (bounded by `timeout`); the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if ok(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)

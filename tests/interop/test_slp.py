@@ -15,8 +15,9 @@ from discovery_agent.slp.messages import AttrRply, AttrRqst, DAAdvert, Message, 
 
 from ..conftest import ADMIN
 from ..peers import require
+from ..polling import eventually_sync
 from ..processes import DiscoveryAgentProcess, OpenIsnsServer, OurServer, free_port, isnsadm
-from ..slp_peer import SlpUserAgent, eventually
+from ..slp_peer import SlpUserAgent
 
 pytestmark = pytest.mark.interop
 
@@ -60,24 +61,28 @@ def follow_the_registry(
         # first DAAdvert carries every scope), and shows the iSNS server as a storage
         # management service.
         discovery = SrvRqst(service_type="service:directory-agent")
-        adverts = eventually(
+        eventually_sync(
             lambda: ua.multicast(discovery, wait=0.5),
             lambda found: any(isinstance(a, DAAdvert) and a.boot_timestamp for a in found),
+            what="a DAAdvert from the agent",
         )
-        assert any(isinstance(a, DAAdvert) and a.boot_timestamp for a in adverts), adverts
         sms = SrvRqst(service_type="service:iscsi:sms", scopes=("DEFAULT",))
         expected = {f"service:iscsi:sms://127.0.0.1:{isns_port}"}
-        assert eventually(lambda: urls(ua.multicast(sms, 0.3)), lambda u: u == expected) == expected
+        eventually_sync(
+            lambda: urls(ua.multicast(sms, 0.3)), lambda u: u == expected, what=f"{expected}"
+        )
 
         run(DISK1, "--register", "entity=slp-stor1", "portal=127.0.0.1:3260", f"target={DISK1}")
         run(DISK2, "--register", "entity=slp-stor2", "portal=127.0.0.1:3261", f"target={DISK2}")
         run(HOST1, "--register", "entity=slp-host1", f"initiator={HOST1}")
         by_name = f"(iscsi-name={DISK1})"
-        assert eventually(lambda: find(ua, "DEFAULT", by_name), bool) == {URL1}
+        assert eventually_sync(lambda: find(ua, "DEFAULT", by_name), what=by_name) == {URL1}
 
         run(ADMIN, "--dd-register", "dd-name=dd-prod", f"dd-member-name={DISK1}",
             f"dd-member-name={HOST1}")  # fmt: skip
-        assert eventually(lambda: find(ua, "dd-prod", by_name), bool) == {URL1}
+        assert eventually_sync(
+            lambda: find(ua, "dd-prod", by_name), what=f"{by_name} in dd-prod"
+        ) == {URL1}
         assert find(ua, "dd-prod") == {URL1}  # DISK2 is in no DD
         attributes = ua.unicast(AttrRqst(url=URL1, scopes=("dd-prod",)))
         assert isinstance(attributes, AttrRply)
@@ -85,10 +90,10 @@ def follow_the_registry(
         assert values["auth-name"] == (HOST1,) and values["portal-group"] == (1,)
 
         run(DISK2, "--deregister", "entity-id=slp-stor2")
-        assert eventually(listed, lambda found: found == {URL1}) == {URL1}
+        eventually_sync(listed, lambda found: found == {URL1}, what=f"only {URL1} listed")
         if dd_member_removal:
             run(DISK1, "--deregister", "entity-id=slp-stor1")
-            assert eventually(listed, lambda found: not found) == set()
+            eventually_sync(listed, lambda found: not found, what="nothing listed")
             assert find(ua, "dd-prod") == set()  # multicast: nothing found, nothing sent
     finally:
         ua.close()

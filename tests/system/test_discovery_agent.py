@@ -7,11 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -36,12 +35,12 @@ from isns_server.isnsp.constants import Flags, FunctionId, NodeType, ScnBitmap, 
 from isns_server.isnsp.messages import Attribute, Message, PortNumber
 
 from ..conftest import ADMIN
+from ..polling import eventually, eventually_sync
 from ..processes import DiscoveryAgentProcess, OurServer, free_port, slp_settings
-from ..slp_peer import SlpUserAgent, eventually
+from ..slp_peer import SlpUserAgent
 
 AGENT = "iqn.2026-11.org.example.test:standalone-agent"
 PREFIX = "iqn.2026-11.org.example.test:standalone-"
-_T = TypeVar("_T")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -119,16 +118,18 @@ async def test_the_agent_waits_for_its_server_follows_it_through_a_restart_and_s
         return {e.url.rsplit("/", 1)[1] for e in reply.url_entries} if reply else set()
 
     try:
-        await asyncio.sleep(0.3)
-        assert "reconnecting" in agent.log()  # no server yet: SLP is silent until it has read it
+        # No server yet: SLP is silent until it has read it.
+        await eventually(agent.log, lambda log: "reconnecting" in log, what="a reconnection")
         server.start()
         await register(server.port, 1)
-        assert eventually(names, lambda found: len(found) == 1) == {f"{PREFIX}1"}
+        assert eventually_sync(names, lambda found: len(found) == 1, what="one target listed") == {
+            f"{PREFIX}1"
+        }
         server.stop()
         server.start()  # the registry comes back from disk; the agent registers again
         await register(server.port, 2)
         expected = {f"{PREFIX}1", f"{PREFIX}2"}
-        assert eventually(names, lambda found: found == expected) == expected
+        eventually_sync(names, lambda found: found == expected, what=f"{expected} listed")
         listener = multicast_listener(agent.port)
         try:
             assert agent.stop() == 0
@@ -170,18 +171,24 @@ async def test_slp_on_its_default_port_is_optional_for_isns_server() -> None:
 async def scn_port_of(isns_port: int, node: str) -> int:
     """The SCN Port `node` registered, as the iSNS server would look it up."""
     async with await IsnsClient.connect("127.0.0.1", isns_port) as isns:
-        for _ in range(50):
+
+        async def scn_ports() -> list[object]:
             answer = await isns.call(
                 FunctionId.DEV_ATTR_QRY,
                 Attribute(Tag.ISCSI_NAME, ADMIN),
                 keys=(Attribute(Tag.ENTITY_IDENTIFIER, node),),
                 operating=(Attribute(Tag.SCN_PORT),),
             )
-            ports = [a.value for a in answer.split()[2] if a.tag == Tag.SCN_PORT]
-            if ports and isinstance(ports[0], PortNumber):
-                return ports[0].port
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{node} registered no SCN port")
+            return [a.value for a in answer.split()[2] if a.tag == Tag.SCN_PORT]
+
+        ports = await eventually(
+            scn_ports,
+            lambda found: bool(found) and isinstance(found[0], PortNumber),
+            what=f"{node} to register an SCN port",
+            within=5,
+        )
+    assert isinstance(ports[0], PortNumber)
+    return ports[0].port
 
 
 async def test_hand_built_scns_are_answered_on_the_scn_port(
@@ -221,9 +228,12 @@ async def test_hand_built_scns_are_answered_on_the_scn_port(
             else:
                 assert reply.status == Status.MESSAGE_FORMAT_ERROR
         writer.close()
-        await asyncio.sleep(0.2)
-        assert "unreadable SCN from iSNS server" in agent.log()
-        assert f"{PREFIX}never-registered" in agent.log()  # the SCN, logged at debug
+        log = await eventually(
+            agent.log,
+            lambda log: "unreadable SCN from iSNS server" in log,
+            what="the unreadable SCN logged",
+        )
+        assert f"{PREFIX}never-registered" in log  # the SCN, logged at debug
     finally:
         assert agent.stop() == 0
 
@@ -351,15 +361,6 @@ async def portal_entity(isns: IsnsClient, port: int) -> object:
     return next(a.value for a in answer.split()[2] if a.tag == Tag.ENTITY_IDENTIFIER)
 
 
-async def until(probe: Callable[[], Awaitable[_T]], ok: Callable[[_T], bool]) -> _T:
-    """`probe()` until `ok` accepts it, for at most 10 s; the last result."""
-    for _ in range(100):
-        if ok(result := await probe()):
-            break
-        await asyncio.sleep(0.1)
-    return result
-
-
 async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -> None:
     """Issue 11 items 3-5: DD scopes list the DD's members; a URL iSNS holds shows once;
     SLP neither takes over another client's entity nor leaves its own behind."""
@@ -388,10 +389,15 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
         loner = slp_registration(1, both, port=3261)
         acked(loner)
         sa_entity = "slp-sa:127.0.0.1"  # one entity for the SA's targets, as for a host
-        assert await until(lambda: node_entity(isns, f"{PREFIX}slp-1"), bool) == sa_entity
+        found = await eventually(
+            lambda: node_entity(isns, f"{PREFIX}slp-1"), what="the SLP target in iSNS"
+        )
+        assert found == sa_entity
         member_url = f"service:iscsi:target://127.0.0.1:3260/{DD_MEMBER}"
         acked(replace(loner, url_entry=UrlEntry(member_url, 300)))
-        assert eventually(lambda: listed("dd-prod"), lambda u: bool(u)) == {member_url: 600}
+        assert eventually_sync(lambda: listed("dd-prod"), what="dd-prod listing") == {
+            member_url: 600
+        }
         # One entity for the SA's targets, each at the portal it registered, no other.
         assert set(listed("DEFAULT")) == {loner.url_entry.url, member_url}
 
@@ -411,7 +417,7 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
         )
         assert answer.status == Status.SUCCESSFUL
         their_url = f"service:iscsi:target://127.0.0.1:3262/{their}"
-        eventually(lambda: listed("DEFAULT"), lambda u: their_url in u)
+        eventually_sync(lambda: listed("DEFAULT"), lambda u: their_url in u, what=their_url)
         again = SrvReg(
             url_entry=UrlEntry(their_url, 0xFFFF),
             service_type="service:iscsi:target",
@@ -423,19 +429,31 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
         assert isinstance(full, SrvRply)
         assert [e.lifetime for e in full.url_entries if e.url == their_url] == [600]
         acked(SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(their_url, 0)))
-        await asyncio.sleep(0.5)  # what the bridge would have done by now
+        await asyncio.sleep(0.5)  # the point: what the bridge would have done by now
         assert await entity_period(isns, "tgt-host") == 900
         assert await node_entity(isns, their) == "tgt-host"
         assert their_url in listed("DEFAULT")
 
         # The SrvDeReg of a target's only URL takes what SLP registered, all of it.
         acked(SrvDeReg(scopes=both, url_entry=UrlEntry(loner.url_entry.url, 0)))
-        assert await until(lambda: node_entity(isns, f"{PREFIX}slp-1"), lambda e: e is None) is None
+        await eventually(
+            lambda: node_entity(isns, f"{PREFIX}slp-1"),
+            lambda entity: entity is None,
+            what="the SLP target gone from iSNS",
+        )
         assert await portal_entity(isns, 3261) is None  # with its portal groups
         assert await entity_period(isns, sa_entity) == 300  # the DD member is still there
-        assert eventually(lambda: listed("DEFAULT"), lambda u: loner.url_entry.url not in u)
+        eventually_sync(
+            lambda: listed("DEFAULT"),
+            lambda u: loner.url_entry.url not in u,
+            what=f"{loner.url_entry.url} unlisted",
+        )
         acked(SrvDeReg(scopes=both, url_entry=UrlEntry(member_url, 0)))
-        assert await until(lambda: entity_period(isns, sa_entity), lambda e: e is None) is None
+        await eventually(
+            lambda: entity_period(isns, sa_entity),
+            lambda period: period is None,
+            what=f"entity {sa_entity} gone",
+        )
         assert (
             await node_entity(isns, DD_MEMBER) is None and await portal_entity(isns, 3260) is None
         )
@@ -444,7 +462,7 @@ async def test_slp_registrations_and_the_registry_agree(our_server: OurServer) -
         acked(SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(their_url, 0)))
         never = f"service:iscsi:target://127.0.0.1:3263/{PREFIX}never"
         acked(SrvDeReg(scopes=both, url_entry=UrlEntry(never, 0)))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the point: time for a refusal to be logged
         assert "refused the SLP" not in our_server.log()
         assert "WARNING discovery_agent" not in our_server.log()
     except AssertionError:
@@ -525,7 +543,9 @@ async def test_the_mirror_converges_after_a_burst_of_3000_registrations(
             sent = time.monotonic()
 
             def converged(n: int = expected) -> int:
-                return eventually(listed, lambda f: f == n, timeout=60.0)
+                return eventually_sync(
+                    listed, lambda f: f == n, what=f"{n} burst targets listed", within=60.0
+                )
 
             found = await loop.run_in_executor(None, converged)
             assert found == expected

@@ -1,7 +1,6 @@
 """The SLP agent as an attacker meets it (CVE-2023-29552, CVE-2019-5544): isns-server with
 SLP on loopback, registrations allowed from 127.0.0.1 only, the attacker on 127.0.0.2."""
 
-import asyncio
 import contextlib
 import random
 import socket
@@ -31,8 +30,9 @@ from isns_server.isnsp.constants import FunctionId, Status, Tag
 from isns_server.isnsp.messages import Attribute
 
 from ..conftest import ADMIN
+from ..polling import eventually, eventually_sync
 from ..processes import OurServer, free_port, slp_settings
-from ..slp_peer import SlpUserAgent, eventually
+from ..slp_peer import SlpUserAgent
 
 REGISTRATIONS = 200
 RATE, BURST = 20, 50  # slp.rate_limit and slp.rate_burst's defaults
@@ -133,34 +133,33 @@ async def test_registrations_and_deregistrations_are_bridged_into_isns(
                 found[target(n)] = values.get(Tag.ISCSI_ALIAS)
         return found
 
-    async def eventually_in_isns(expected: dict[str, object]) -> dict[str, object]:
-        for _ in range(50):  # the bridge works in the background: give it a moment
-            if (found := await portals()) == expected:
-                break
-            await asyncio.sleep(0.1)
-        return found
+    async def in_isns(expected: dict[str, object]) -> None:
+        await eventually(  # the bridge works in the background
+            portals, lambda found: found == expected, what=f"iSNS to hold {expected}", within=5
+        )
 
     try:
         for n in range(3):
             ack = sa.tcp(registration(n))
             assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
         expected: dict[str, object] = {target(n): f"amp {n}" for n in range(3)}
-        assert await eventually_in_isns(expected) == expected
+        await in_isns(expected)
         withdrawn = registration(0).url_entry
         dereg = SrvDeReg(scopes=("DEFAULT",), url_entry=UrlEntry(withdrawn.url, 0))
         ack = sa.tcp(dereg)
         assert isinstance(ack, SrvAck) and ack.error_code == ErrorCode.OK
         del expected[target(0)]
-        assert await eventually_in_isns(expected) == expected
-        for _ in range(50):  # then the agent hears of it by SCN from iSNS
+        await in_isns(expected)
+
+        def urls() -> set[str]:
             listing = sa.tcp(SrvRqst(service_type="service:iscsi:target", scopes=("DEFAULT",)))
             assert isinstance(listing, SrvRply)
-            urls = {entry.url for entry in listing.url_entries}
-            if withdrawn.url not in urls:
-                break
-            await asyncio.sleep(0.1)
-        assert withdrawn.url not in urls
-        assert len(urls) == 2
+            return {entry.url for entry in listing.url_entries}
+
+        left = await eventually(  # then the agent hears of it by SCN from iSNS
+            urls, lambda found: withdrawn.url not in found, what="the withdrawn URL gone", within=5
+        )
+        assert len(left) == 2
     finally:
         sa.close()
         await isns.close()
@@ -179,7 +178,9 @@ def test_registrations_refused_from_outside_over_multicast_and_when_malformed(
         # The escape cut off at the end of a value that OpenSLP's unescape read past.
         malformed = sa.tcp(registration(3, attr_list=f"(iscsi-name={target(3)}),(alias=x\\5)"))
         assert isinstance(malformed, SrvAck) and malformed.error_code == ErrorCode.PARSE_ERROR
-        reply = eventually(lambda: sa.unicast(listing), lambda r: r is not None, timeout=2.0)
+        reply = eventually_sync(
+            lambda: sa.unicast(listing), lambda r: r is not None, what="a reply", within=2.0
+        )
         assert isinstance(reply, SrvRply) and reply.url_entries == ()
     finally:
         sa.close()
