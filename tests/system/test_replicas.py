@@ -263,11 +263,16 @@ async def test_kill_9_of_a_replica_under_load_loses_nothing_it_acknowledged(
     acked: list[str] = []
 
     async def kill_when_loaded() -> None:
-        for _ in range(3000):  # at most 30 s
-            if len(acked) >= KILL_AFTER_ACKS:
-                break
-            await asyncio.sleep(0.01)
-        three[0].kill()
+        try:
+            await eventually(
+                lambda: len(acked),
+                lambda count: count >= KILL_AFTER_ACKS,
+                what=f"{KILL_AFTER_ACKS} acknowledged registrations",
+                within=30,
+                every=0.01,
+            )
+        finally:
+            three[0].kill()
 
     await asyncio.gather(
         kill_when_loaded(),
