@@ -5,11 +5,11 @@ a certificate that one signed (the test uses the same self-signed one)."""
 
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .polling import eventually_sync
 from .processes import free_port, stop_process
 
 
@@ -112,8 +112,8 @@ class EtcdCluster:
     def start(self, timeout: float = 30.0) -> "EtcdCluster":
         for member in self.members:
             self.restart(member)
-        deadline = time.monotonic() + timeout
-        while not all(member.healthy() for member in self.members):
+
+        def healthy() -> bool:
             for member in self.members:
                 assert member.process is not None
                 if member.process.poll() is not None:
@@ -121,9 +121,9 @@ class EtcdCluster:
                         f"etcd member {member.name} exited with {member.process.returncode}: "
                         f"{member.log_path.read_text(errors='replace')[-2000:]}"
                     )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"etcd cluster not healthy after {timeout} s")
-            time.sleep(0.1)
+            return all(member.healthy() for member in self.members)
+
+        eventually_sync(healthy, what="every etcd member healthy", within=timeout, every=0.1)
         return self
 
     def restart(self, member: EtcdMember) -> None:
