@@ -16,6 +16,8 @@ from isns_server.replication.etcd_wire import EtcdError, Event, KeyValue
 from isns_server.service.leadership import Leadership
 from isns_server.store import Record, Ref, StoreConflict, StoreError
 
+from ...polling import eventually
+
 PREFIX = "/t/"
 A: Ref = ("entity", "a")
 B: Ref = ("entity", "b")
@@ -257,11 +259,7 @@ async def test_etcd_unreachable_refuses_until_a_quorum_read_succeeds() -> None:
     assert not store.writable
     assert applied[-1] == [(A, None)]  # undone
     etcd.down = False
-    for _ in range(100):  # bounded: the probe runs every 0.01 s
-        if store.writable:
-            break
-        await asyncio.sleep(0.01)
-    assert store.writable
+    await eventually(lambda: store.writable, what="the store writable again", within=5)
     await store.submit({A: {"eid": "a"}})
     await store.close()
 
@@ -281,24 +279,14 @@ async def test_one_leader_and_another_takes_over_when_its_lease_runs_out() -> No
 
     one, two = replica("one"), replica("two")
     one.start()
-    for _ in range(100):
-        if one.leading:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: one.leading, what="one to lead", within=5)
     two.start()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the point: half a lease passes and two does not take over
     assert (one.leading, two.leading) == (True, False)
     etcd.expire(one._lease)  # one's process hangs: its lease runs out
-    for _ in range(200):  # within two lease periods
-        if two.leading:
-            break
-        await asyncio.sleep(0.01)
-    assert two.leading
-    for _ in range(100):
-        if not one.leading:
-            break
-        await asyncio.sleep(0.01)
-    assert not one.leading  # it learnt on its next keep-alive and stepped down
+    await eventually(lambda: two.leading, what="two to lead after the lease ran out", within=5)
+    # One learns on its next keep-alive and steps down.
+    await eventually(lambda: not one.leading, what="one to step down", within=5)
     assert events[0] == "one leads"
     assert sorted(events[1:]) == ["one stops", "two leads"]
     await one.stop()
@@ -317,10 +305,7 @@ async def test_a_watch_behind_a_compaction_reads_everything_again() -> None:
     etcd.kvs[record_key(PREFIX.encode(), B)] = (b'{"eid":"b"}', etcd.revision, etcd.revision, 0)
     del etcd.kvs[record_key(PREFIX.encode(), C)]
     etcd.compact()
-    for _ in range(100):  # bounded
-        if applied:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: applied, what="the records read again", within=5)
     # Memory gets what differs from what it was built on; A, unchanged, is not touched.
     assert sorted(applied[-1]) == [(B, {"eid": "b"}), (C, None)]
     assert reloaded == []
