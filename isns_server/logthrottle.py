@@ -3,7 +3,8 @@
 One noisy peer (a login storm, a flood of half-open connections) or one lasting fault (a
 full disk, no file descriptors left) must not fill the log: the first occurrence of each
 key in an interval is logged, the rest are counted and reported with the next line that
-gets through (and logged in full at DEBUG, for whoever is chasing one of them). Time is passed in, so the rule is tested without a clock.
+gets through (and logged in full at DEBUG, for whoever is chasing one of them). Time is
+passed in, so the rule is tested without a clock.
 """
 
 import logging

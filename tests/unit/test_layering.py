@@ -30,7 +30,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "isns_server.scsi": ("isns_server.__version__", "isns_server.libc", *SHARED),  # INQUIRY
     # storage
     "isns_server.store": (*LOGGING, *SHARED),
-    "isns_server.replication": ("isns_server.store", "isns_server.config", *LOGGING, *SHARED),
+    "isns_server.replication": (
+        "isns_server.registry",  # applies other replicas' changes, allocates index blocks
+        "isns_server.store",
+        "isns_server.config",
+        *LOGGING,
+        *SHARED,
+    ),
     # shared plumbing
     "isns_server.names": (),
     "isns_server.libc": (),
