@@ -5,7 +5,8 @@ results; a connection that got results or an event from outside its own calls as
 for its adapter to start tasks and write. Everything asked for before the loop gets to
 it runs in one pass, and what is asked for during that pass (a connection's write after
 the results it gets) runs in the same pass: one wake-up of the loop and one write per
-connection for a batch of results.
+connection for a batch of results. A pass is bounded to those two rounds: while workers
+keep finishing, the loop still reads its sockets between passes.
 """
 
 import asyncio
@@ -40,14 +41,19 @@ class Soon:
             self._loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
-        while True:
+        """Two rounds: what was asked for, then what that asked for (the writes after a
+        delivery). What comes later, a worker's next result say, waits for the next pass,
+        so that the loop reads its sockets in between."""
+        for _ in range(2):
             with self._lock:
                 pending, self._pending = self._pending, {}
-                if not pending:
-                    self._scheduled = False
-                    return
             for callback in pending:
                 try:
                     callback()
                 except Exception:
                     log.exception("internal error in %r; the others still run", callback)
+        with self._lock:
+            if not self._pending:
+                self._scheduled = False
+                return
+        self._loop.call_soon(self._run)

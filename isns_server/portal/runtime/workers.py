@@ -100,8 +100,9 @@ class UnitWorkers:
             self.soon.call(self._deliver)
 
     def _deliver(self) -> None:
+        """The results finished so far; later ones come with the next pass (Soon)."""
         finished = self._finished
-        while finished:
+        for _ in range(len(finished)):
             unit, task, result, done = finished.popleft()
             if not task.reorderable:
                 self._barriers[unit] -= 1

@@ -48,6 +48,25 @@ async def test_what_a_callback_asks_for_runs_in_the_same_pass() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_pass_ends_after_two_rounds_so_the_loop_polls_in_between() -> None:
+    loop = asyncio.get_running_loop()
+    soon = Soon(loop)
+    runs: list[str] = []
+
+    def again() -> None:  # a worker that keeps finishing
+        runs.append("again")
+        if runs.count("again") < 4:
+            soon.call(again)
+
+    soon.call(again)
+    loop.call_soon(runs.append, "poll")  # the loop's other work, queued behind the pass
+    for _ in range(4):
+        await asyncio.sleep(0)
+    assert runs[:3] == ["again", "again", "poll"]
+    assert runs.count("again") == 4
+
+
+@pytest.mark.asyncio
 async def test_worker_threads_ask_for_one_pass() -> None:
     loop = asyncio.get_running_loop()
     soon = Soon(loop)
