@@ -16,8 +16,8 @@ import pytest
 from isns_server.api.events import KEEPALIVE
 from isns_server.config.loader import API_MIN_IDLE_TIMEOUT, ConfigError, parse_config
 
+from ..polling import eventually_sync
 from ..processes import OurServer
-from ..slp_peer import eventually
 from .test_api import start_with_api
 from .test_api_tls import self_signed
 from .test_connection_limits import BYSTANDER, PROBE, closed_by_server, connect
@@ -66,8 +66,10 @@ def admitted(port: int, source: str) -> socket.socket:
         sock.close()
         return None
 
-    sock = eventually(attempt, lambda found: found is not None)
-    assert sock is not None, f"no connection from {source} was served"
+    sock = eventually_sync(
+        attempt, lambda found: found is not None, what=f"a connection from {source} served"
+    )
+    assert sock is not None
     return sock
 
 
@@ -95,7 +97,8 @@ def test_over_a_cap_a_connection_is_refused_and_others_are_served(
         assert closed_by_server(stack.enter_context(connect(port, BYSTANDER)))
         assert http_status(held[0]) == 200  # the greedy client's own connections still work
         held[1].close()
-        assert eventually(lambda: served(port, BYSTANDER), bool)  # its place is free again
+        # Its place is free again.
+        eventually_sync(lambda: served(port, BYSTANDER), what=f"{BYSTANDER} served")
     log = our_server.log()
     assert "(api.max_connections_per_source)" in log and "(api.max_connections)" in log
     assert "Traceback" not in log
