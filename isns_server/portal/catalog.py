@@ -4,6 +4,7 @@ their credentials, the registry's zoning, and the sessions that are live."""
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 
 from ..names import normalize_name
 from ..registry import Registry, TargetPortal, VisibleTarget
@@ -56,13 +57,16 @@ class PortalCatalog:
     def discovery_chap(self) -> ChapPolicy | None:
         return self._discovery_chap
 
-    def authorize(self, initiator_name: str, target_name: str) -> bool:
+    def authorize(
+        self, initiator_name: str, target_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> bool:
         """The iSNS zoning: a shared enabled DD (or the default DD), or the target's
-        `allowed_initiators`."""
+        `allowed_initiators`; a Control Node's name has control rights only from
+        isns.control_networks."""
         target = self.targets.get(normalize_name(target_name))
         if target is not None and normalize_name(initiator_name) in target.allowed_initiators:
             return True
-        return self.registry.may_see(initiator_name, target_name)
+        return self.registry.may_see(initiator_name, target_name, peer)
 
     def find_session(self, initiator_name: str, isid: bytes, tsih: int) -> SessionParameters | None:
         return None  # one connection per session: no login ever joins a session
@@ -99,8 +103,10 @@ class PortalCatalog:
 
     # SessionServices -----------------------------------------------------------------
 
-    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
-        return self.registry.visible_targets(initiator_name)
+    def visible_targets(
+        self, initiator_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> list[VisibleTarget]:
+        return self.registry.visible_targets(initiator_name, peer)
 
     def local_target(self, name: str) -> VisibleTarget | None:
         target = self.targets.get(normalize_name(name))

@@ -194,17 +194,27 @@ class Registry:
         """The JSON-serialisable record of `ref` (from Outcome.dirty); None once gone."""
         return persistence.export_record(self.db, ref)
 
-    def may_see(self, initiator_name: str, target_name: str) -> bool:
+    def may_see(
+        self, initiator_name: str, target_name: str, address: IPAddress | None = None
+    ) -> bool:
         """Whether zoning lets `initiator_name` see the registered node `target_name` (False
-        when it is not registered): the iSNS rule, for the portal's login-time check."""
+        when it is not registered): the iSNS rule, for the portal's login-time check.
+        `address`: the initiator's, as for `handle` (a Control Node's name sees the whole
+        fabric only from `Policy.control_networks`)."""
         node = self.db.nodes.get(normalize_name(target_name))
-        scope = Scope(self.db, self.policy, normalize_name(initiator_name))
+        name = normalize_name(initiator_name)
+        scope = Scope(self.db, self.policy, name, self.in_control_network(address))
         return node is not None and scope.sees_node(node)
 
-    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
+    def visible_targets(
+        self, initiator_name: str, address: IPAddress | None = None
+    ) -> list[VisibleTarget]:
         """The targets `initiator_name` may discover, with the portals that reach them:
-        the same zoning as iSNS queries, for the SendTargets portal."""
-        return visible_targets(self.db, self.policy, normalize_name(initiator_name))
+        the same zoning as iSNS queries, for the SendTargets portal. `address`: as for
+        `may_see`."""
+        name = normalize_name(initiator_name)
+        control = self.in_control_network(address)
+        return visible_targets(self.db, self.policy, name, control)
 
 
 def _entities(refs: Iterable[Ref]) -> list[str]:

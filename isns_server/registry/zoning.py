@@ -188,10 +188,12 @@ class VisibleTarget:
     portals: tuple[TargetPortal, ...]
 
 
-def visible_targets(db: Database, policy: Policy, initiator: str) -> list[VisibleTarget]:
+def visible_targets(
+    db: Database, policy: Policy, initiator: str, control_network: bool = True
+) -> list[VisibleTarget]:
     """The targets `initiator` may discover, by name order; the initiator need not be
-    registered (DD membership is by name)."""
-    scope = Scope(db, policy, initiator)
+    registered (DD membership is by name). `control_network`: as for `Scope`."""
+    scope = Scope(db, policy, initiator, control_network)
     nodes = scope.visible(ObjectType.NODE)
     targets = []
     for node in nodes:

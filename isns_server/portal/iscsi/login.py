@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from .chap import ChapAuthenticator, ChapPolicy, ChapState, RandomBytes
@@ -71,8 +72,11 @@ class LoginDirectory(Protocol):
         """CHAP required for discovery sessions, or None."""
         ...
 
-    def authorize(self, initiator_name: str, target_name: str) -> bool:
-        """Whether zoning lets the initiator log in to the target."""
+    def authorize(
+        self, initiator_name: str, target_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> bool:
+        """Whether zoning lets the initiator, connected from `peer`, log in to the target
+        (None: an in-process caller)."""
         ...
 
     def find_session(self, initiator_name: str, isid: bytes, tsih: int) -> SessionParameters | None:
@@ -113,6 +117,7 @@ class LoginResult:
     cmdsn: int  # ExpCmdSN: the CmdSN of the first non-immediate command (10.12.8)
     statsn: int  # StatSN of the next response on this connection (10.13.4)
     chap_user: str | None  # the CHAP_N the initiator proved, if any
+    peer: IPv4Address | IPv6Address | None = None  # the initiator's address (None: in-process)
 
     @property
     def session_type(self) -> SessionType:
@@ -158,9 +163,12 @@ class LoginMachine:
         *,
         now: float,
         random_bytes: RandomBytes = secrets.token_bytes,
+        peer: IPv4Address | IPv6Address | None = None,
     ) -> None:
+        """`peer`: the initiator's address, for zoning (None: an in-process caller)."""
         self.policy = policy
         self.directory = directory
+        self.peer = peer
         self.state = LoginState.AWAITING_LOGIN
         self.result: LoginResult | None = None
         self.failure: LoginError | None = None
@@ -335,7 +343,7 @@ class LoginMachine:
             raise LoginError(
                 LoginStatus.SESSION_DOES_NOT_EXIST, f"the session is not with {target_name}"
             )
-        if not self.directory.authorize(initiator, target_name):
+        if not self.directory.authorize(initiator, target_name, self.peer):
             raise LoginError(
                 LoginStatus.AUTHORIZATION_FAILURE, f"{initiator} may not use {target_name}"
             )
@@ -438,6 +446,7 @@ class LoginMachine:
             cmdsn=first.cmdsn,
             statsn=self._statsn,
             chap_user=self._chap.user if self._chap else None,
+            peer=self.peer,
         )
         self.state = LoginState.FULL_FEATURE
         self._stage = LoginStage.FULL_FEATURE_PHASE

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...logthrottle import LogThrottle
+from ...netaddr import peer_ip
 from ...scsi import ScsiResult
 from ..iscsi.codec import PduReader, encode_pdu
 from ..iscsi.constants import BHS_LENGTH, LoginStatus, Opcode, RejectReason
@@ -109,7 +110,7 @@ class Connection:
         self.session: FullFeatureSession | None = None
         self._services = services
         self._settings = settings
-        self._login = LoginMachine(settings.login, services, now=now)
+        self._login = LoginMachine(settings.login, services, now=now, peer=peer_ip(peer))
         self._out: list[bytes | memoryview] = []
         self._tasks: list[Job] = []  # to start, in order
         self._digests = (False, False)  # header, data: none until the Full Feature Phase

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from ...names import iscsi_name_problem, normalize_name
@@ -86,8 +87,11 @@ log = logging.getLogger(__name__)
 class SessionServices(Protocol):
     """What a session asks of the portal."""
 
-    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
-        """Targets the initiator may discover: the registry's zoning."""
+    def visible_targets(
+        self, initiator_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> list[VisibleTarget]:
+        """Targets the initiator, connected from `peer`, may discover: the registry's
+        zoning (None: an in-process caller)."""
         ...
 
     def local_target(self, name: str) -> VisibleTarget | None:
@@ -271,7 +275,8 @@ class FullFeatureSession:
         if self.discovery:
             if not value:
                 return []  # no target is logged in to
-            visible = self._services.visible_targets(self.parameters.initiator_name)
+            login = self.login
+            visible = self._services.visible_targets(login.initiator_name, login.peer)
             wanted = normalize_name(value)
             return target_records(t for t in visible if value == "All" or t.name == wanted)
         own = self.parameters.target_name

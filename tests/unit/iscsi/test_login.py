@@ -3,6 +3,7 @@
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -56,7 +57,9 @@ class FakeDirectory:
     def discovery_chap(self) -> ChapPolicy | None:
         return self.discovery
 
-    def authorize(self, initiator_name: str, target_name: str) -> bool:
+    def authorize(
+        self, initiator_name: str, target_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> bool:
         if (initiator_name, target_name) in self.denied:
             self.refusals.append((initiator_name, target_name))
             return False

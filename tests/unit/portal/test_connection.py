@@ -227,8 +227,8 @@ def test_refused_and_timed_out_logins_are_summarised_per_source_address(
 
 def test_the_access_list_admits_an_unzoned_initiator(directory: PortalCatalog) -> None:
     assert Peer(directory).login(*normal(FRIEND)).status == 0
-    assert directory.authorize(FRIEND.upper(), DISK)  # names compare normalised
-    assert not directory.authorize(FRIEND, SECRET_DISK)
+    assert directory.authorize(FRIEND.upper(), DISK, None)  # names compare normalised
+    assert not directory.authorize(FRIEND, SECRET_DISK, None)
 
 
 def test_discovery_lists_what_zoning_shows(directory: PortalCatalog) -> None:

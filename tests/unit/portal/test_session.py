@@ -1,7 +1,7 @@
 """The Full Feature Phase of one connection (RFC 3720 3.3, 10.10-10.19), sans-IO."""
 
 import dataclasses
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,9 @@ class Services:
             VisibleTarget(OTHER, None, (TargetPortal(ip_address("10.0.0.2"), 3260, 2),)),
         ]
 
-    def visible_targets(self, initiator_name: str) -> list[VisibleTarget]:
+    def visible_targets(
+        self, initiator_name: str, peer: IPv4Address | IPv6Address | None
+    ) -> list[VisibleTarget]:
         assert initiator_name == INITIATOR
         return self.visible
 
