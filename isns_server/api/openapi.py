@@ -149,6 +149,9 @@ SCHEMAS: dict[str, Schema] = {
             "chap_user": _NULLABLE_STRING,
             "peer": {"type": "string"},
             "login_time": {"type": "number"},
+            "commands": {"type": "integer"},
+            "bytes_read": {"type": "integer"},
+            "bytes_written": {"type": "integer"},
         }
     ),
     "AuditRecord": _object(

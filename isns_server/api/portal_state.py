@@ -66,6 +66,9 @@ def portal_state(config: Config, portal: Callable[[], PortalServer | None]) -> P
                     "chap_user": result.chap_user,
                     "peer": session.peer,
                     "login_time": session.since + offset,
+                    "commands": session.counters.commands,
+                    "bytes_read": session.counters.bytes_read,
+                    "bytes_written": session.counters.bytes_written,
                 }
             )
         return found

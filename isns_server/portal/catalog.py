@@ -13,6 +13,7 @@ from .iscsi.chap import ChapPolicy
 from .iscsi.login import LoginResult, TargetRecord
 from .iscsi.negotiation import SessionParameters
 from .local_targets import LocalTarget
+from .session.full_feature import SessionCounters
 
 _TSIH_COUNT = 0xFFFF  # TSIHs are 16-bit and never 0 (10.12.6)
 _SessionKey = tuple[str, bytes, str | None]  # initiator, ISID, target: one I_T nexus
@@ -21,12 +22,14 @@ _SessionKey = tuple[str, bytes, str | None]  # initiator, ISID, target: one I_T 
 @dataclass(frozen=True, slots=True)
 class LiveSession:
     """A session in the Full Feature Phase: its login, how to end it if a new login takes
-    it over, the initiator's address and when it logged in (the connection's clock)."""
+    it over, the initiator's address, when it logged in (the connection's clock) and its
+    traffic so far."""
 
     login: LoginResult
     reinstated: Callable[[], None]
     peer: str
     since: float
+    counters: SessionCounters
 
 
 class PortalCatalog:
@@ -81,13 +84,18 @@ class PortalCatalog:
         return tsih
 
     def session_started(
-        self, result: LoginResult, reinstated: Callable[[], None], peer: str, now: float
+        self,
+        result: LoginResult,
+        reinstated: Callable[[], None],
+        peer: str,
+        now: float,
+        counters: SessionCounters,
     ) -> None:
         """A session with the same initiator, ISID and target as a live one replaces it."""
         self._live_tsihs.add(result.tsih)
         key = _session_key(result)
         previous = self._sessions.get(key)
-        self._sessions[key] = LiveSession(result, reinstated, peer, now)
+        self._sessions[key] = LiveSession(result, reinstated, peer, now, counters)
         if previous is not None:
             previous.reinstated()
 

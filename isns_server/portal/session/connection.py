@@ -39,7 +39,13 @@ from ..iscsi.keys import Digest, LoginError
 from ..iscsi.login import LoginDirectory, LoginMachine, LoginPolicy, LoginResult, LoginState
 from ..iscsi.pdu import LoginRequest, Pdu
 from .dataout import WritePolicy
-from .full_feature import FullFeatureSession, KeepalivePolicy, SessionServices, SessionStep
+from .full_feature import (
+    FullFeatureSession,
+    KeepalivePolicy,
+    SessionCounters,
+    SessionServices,
+    SessionStep,
+)
 from .tasks import Job
 
 log = logging.getLogger(__name__)
@@ -62,9 +68,15 @@ _OUTCOMES = {
 
 class PortalServices(LoginDirectory, SessionServices, Protocol):
     def session_started(
-        self, result: LoginResult, reinstated: Callable[[], None], peer: str, now: float
+        self,
+        result: LoginResult,
+        reinstated: Callable[[], None],
+        peer: str,
+        now: float,
+        counters: SessionCounters,
     ) -> None:
-        """`reinstated` is called if a later login takes the session over (5.3.5)."""
+        """`reinstated` is called if a later login takes the session over (5.3.5);
+        `counters` keep counting while the session lives."""
         ...
 
     def session_ended(self, result: LoginResult) -> None: ...
@@ -198,7 +210,8 @@ class Connection:
                 self._push,
                 self._settings.writes,
             )
-            self._services.session_started(result, self._reinstated, self.peer, now)
+            counters = self.session.counters
+            self._services.session_started(result, self._reinstated, self.peer, now, counters)
             self._settings.login_outcomes["success"] += 1
             log.info("%s: session started (TSIH %d)", self._who(), result.tsih)
 

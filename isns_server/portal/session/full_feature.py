@@ -13,7 +13,7 @@ borrowed from the portal's write budget (dataout.py) and given back when it is f
 one whose data stops coming ends at its deadline, which `handle_timer` also keeps. A
 command with all its data leaves as a `ScsiTask` in `SessionStep.tasks`: the caller has
 it run (at once, or on its unit's worker thread) and hands the result to `complete`,
-which builds the response.
+which builds the response. `counters` keeps the session's traffic for the API.
 """
 
 import logging
@@ -44,6 +44,7 @@ from ..iscsi.login import LoginResult
 from ..iscsi.pdu import (
     R2T,
     AsyncMessage,
+    DataIn,
     DataOut,
     LogoutRequest,
     LogoutResponse,
@@ -118,6 +119,16 @@ class SessionStep:
     close: str | None = None
 
 
+@dataclass(slots=True)
+class SessionCounters:
+    """A session's traffic so far: SCSI commands answered, Data-In bytes sent (read) and
+    Data-Out bytes of the commands that completed GOOD (written)."""
+
+    commands: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
 class FullFeatureSession:
     def __init__(
         self,
@@ -153,6 +164,7 @@ class FullFeatureSession:
         self._writes = writes or WritePolicy(WriteBudget(_WRITE_BUDGET), 60.0)
         self._write_failed = False  # a write failure was logged as a warning
         self._tasks = TaskSet()
+        self.counters = SessionCounters()
         # The I_T nexus: the initiator port name (RFC 3720 appendix E.2)
         self.nexus = f"{self.parameters.initiator_name},i,0x{login.isid.hex()}"
         self.reinstated = False  # a new login took over the nexus (5.3.5)
@@ -516,13 +528,18 @@ class FullFeatureSession:
         was aborted, then the task management responses that were waiting for it."""
         step = SessionStep()
         if isinstance(task, ScsiTask) and not task.aborted:
+            if result.status == ScsiStatus.GOOD:
+                self.counters.bytes_written += len(task.data_out)
             step.pdus += self._respond(task.command, result)
         step.pdus += self._tasks.finish(task)
         return step
 
     def _respond(self, command: ScsiCommand, result: ScsiResult) -> list[Pdu]:
         numbers = self._numbers(advance=True)
-        return list(command_responses(command, result, numbers, self._max_send))
+        pdus: list[Pdu] = list(command_responses(command, result, numbers, self._max_send))
+        self.counters.commands += 1
+        self.counters.bytes_read += sum(len(p.data) for p in pdus if isinstance(p, DataIn))
+        return pdus
 
     def _unit_attention(self, lun: int, sense: bytes) -> None:
         """10.9.1: a SCSI asynchronous event the moment a unit attention arises; the unit
