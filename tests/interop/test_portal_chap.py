@@ -39,7 +39,7 @@ def test_discovery_and_target_chap_one_way_and_mutual(
                 "chap": {"user": "alice", "secret": "alicesecret12"},
                 "mutual_chap": {"user": "tgt", "secret": "targetsecret12"},
             }
-        ]
+        ],
     )
     our_server.start()
     ls, inq = require("iscsi-ls"), require("iscsi-inq")
