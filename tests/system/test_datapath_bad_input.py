@@ -5,6 +5,7 @@ reading and writing all along."""
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,9 +75,9 @@ class Session:
     def close(self) -> None:
         self.initiator.sock.close()
 
-    def command(self, cdb: bytes, **fields: object) -> ScsiCommand:
+    def command(self, cdb: bytes, **fields: Any) -> ScsiCommand:
         self.itt += 1
-        command = ScsiCommand(itt=self.itt, cmdsn=self.cmdsn, cdb=cdb, **fields)  # type: ignore[arg-type]
+        command = ScsiCommand(itt=self.itt, cmdsn=self.cmdsn, cdb=cdb, **fields)
         self.cmdsn += 1
         return command
 

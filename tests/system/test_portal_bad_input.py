@@ -73,14 +73,14 @@ def test_login_phase_bad_input(portal: int) -> None:
 
         # A non-login PDU once the Login Phase began: Login reject 0x020b.
         with RawInitiator(portal) as initiator:
-            response = initiator.login(
+            security = initiator.login(
                 *NORMAL,
                 ("AuthMethod", "None"),
                 transit=False,
                 csg=LoginStage.SECURITY_NEGOTIATION,
                 nsg=0,
             )
-            assert response.status == LoginStatus.SUCCESS
+            assert security.status == LoginStatus.SUCCESS
             initiator.send(NopOut(immediate=True, itt=2))
             response = initiator.receive()
             assert isinstance(response, LoginResponse)

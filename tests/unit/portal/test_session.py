@@ -36,6 +36,7 @@ from isns_server.portal.iscsi.pdu import (
 )
 from isns_server.portal.iscsi.text import decode_text, encode_text
 from isns_server.portal.session.full_feature import FullFeatureSession, KeepalivePolicy, SessionStep
+from isns_server.portal.session.tasks import ScsiTask
 from isns_server.registry import TargetPortal, VisibleTarget
 from isns_server.scsi import FileBackstore, LogicalUnit, ScsiTarget, UnitIdentity
 
@@ -231,7 +232,8 @@ def test_commands_run_in_cmdsn_order_and_duplicates_are_dropped(tmp_path: Path) 
     command = ScsiCommand(read=True, expected_data_transfer_length=36, cdb=INQUIRY)
     assert session.receive(dataclasses.replace(command, itt=2, cmdsn=11), NOW).pdus == []
     step = session.receive(dataclasses.replace(command, itt=1, cmdsn=10), NOW)
-    assert [task.itt for task in step.tasks] == [1, 2]
+    assert [type(task) for task in step.tasks] == [ScsiTask, ScsiTask]
+    assert [task.itt for task in step.tasks if isinstance(task, ScsiTask)] == [1, 2]
     assert [p.itt for p in run_tasks(session, step).pdus if isinstance(p, DataIn)] == [1, 2]
     assert session.receive(dataclasses.replace(command, itt=3, cmdsn=10), NOW).pdus == []
 

@@ -9,7 +9,7 @@ import pytest
 
 from isns_server.portal.iscsi.pdu import ScsiCommand
 from isns_server.portal.runtime.workers import UnitWorkers
-from isns_server.portal.session.tasks import ScsiTask
+from isns_server.portal.session.tasks import Job, ScsiTask
 from isns_server.scsi import (
     LogicalUnit,
     MemoryBackstore,
@@ -49,7 +49,8 @@ async def test_a_read_waits_behind_a_write_to_its_unit_and_sees_its_data() -> No
     answers: list[tuple[int, ScsiResult]] = []
     finished = asyncio.Event()
 
-    def done(task: ScsiTask, result: ScsiResult) -> None:
+    def done(task: Job, result: ScsiResult) -> None:
+        assert isinstance(task, ScsiTask)
         answers.append((task.itt, result))
         if len(answers) == 2:
             finished.set()
@@ -85,7 +86,8 @@ async def test_soon_from_a_result_runs_once_after_the_batch() -> None:
         events.append("flush")
         all_done.set()
 
-    def done(task: ScsiTask, result: ScsiResult) -> None:
+    def done(task: Job, result: ScsiResult) -> None:
+        assert isinstance(task, ScsiTask)
         events.append(f"done {task.itt}")
         workers.soon.call(flush)
 

@@ -4,12 +4,14 @@ import os
 import struct
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from isns_server.scsi import (
+    Backstore,
     FileBackstore,
     LogicalUnit,
     MemoryBackstore,
@@ -65,10 +67,10 @@ def test_standard_inquiry(target: ScsiTarget) -> None:
 def test_vpd_pages(target: ScsiTarget) -> None:
     supported = target.execute(0, cdb(0x12, 1, 0x00, 0, 255)).data
     assert supported == bytes([0, 0x00, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2])
-    serial = target.execute(0, cdb(0x12, 1, 0x80, 0, 255)).data
+    serial = bytes(target.execute(0, cdb(0x12, 1, 0x80, 0, 255)).data)
     assert serial[1] == 0x80 and serial[3] == 16 and serial[4:].isalnum()
     assert serial[4:].decode() == UnitIdentity(TARGET, 1, 0).serial  # name and LUN only
-    identification = target.execute(0, cdb(0x12, 1, 0x83, 0, 255)).data
+    identification = bytes(target.execute(0, cdb(0x12, 1, 0x83, 0, 255)).data)
     length = struct.unpack_from(">H", identification, 2)[0]
     assert len(identification) == 4 + length
     descriptors = []
@@ -190,7 +192,8 @@ class SizedOnly:
 
 @given(st.sampled_from([0, lun_field(1), 2**64 - 1]), st.binary(min_size=16, max_size=32))
 def test_any_cdb_gets_a_status(lun: int, command: bytes) -> None:
-    target = ScsiTarget({0: LogicalUnit(SizedOnly(), UnitIdentity(TARGET, 1, 0))})
+    sized_only = cast(Backstore, SizedOnly())  # stands in for one: only its size is read
+    target = ScsiTarget({0: LogicalUnit(sized_only, UnitIdentity(TARGET, 1, 0))})
     result = target.execute(lun, command)
     assert result.status in (ScsiStatus.GOOD, ScsiStatus.CHECK_CONDITION)
 
