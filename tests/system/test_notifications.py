@@ -228,7 +228,8 @@ async def test_a_dead_esi_port_expires_its_entity(
         await wait_until_gone(port, I1, within=6)
         await expect_scn(watcher.received.get, I2, [(ScnBitmap.OBJECT_REMOVED, I1)])
         assert "removed: 2 ESI messages to 127.0.0.1" in server.log()
-        watcher.transport.close()  # type: ignore[union-attr]
+        assert watcher.transport is not None
+        watcher.transport.close()
     finally:
         server.stop()
 

@@ -4,6 +4,7 @@ memory, and changes are accepted again once the store can write."""
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from itertools import count
 
 from isns_server.isnsp.constants import Flags, FunctionId, Status, Tag
@@ -23,7 +24,7 @@ class Disk:
     """A store over a dict, with a disk that can be full and a gate that holds a write."""
 
     def __init__(self) -> None:
-        self.records: dict[Ref, Record] = {}
+        self.rows: dict[Ref, Record] = {}
         self.full = False
         self.gate = threading.Event()
         self.gate.set()
@@ -41,7 +42,10 @@ class Disk:
         return self._committer.writable
 
     def load(self) -> list[tuple[Ref, Record]]:
-        return list(self.records.items())
+        return list(self.rows.items())
+
+    def records(self) -> Iterator[tuple[Ref, Record]]:
+        return iter(self.load())
 
     def _write(self, batch: dict[Ref, Record | None]) -> None:
         self.writing.set()
@@ -49,9 +53,9 @@ class Disk:
         self._probe()
         for ref, record in batch.items():
             if record is None:
-                self.records.pop(ref, None)
+                self.rows.pop(ref, None)
             else:
-                self.records[ref] = record
+                self.rows[ref] = record
 
     def _probe(self) -> None:
         if self.full:
@@ -94,7 +98,7 @@ async def registered(dispatcher: Dispatcher, name: str) -> bool:
 def stored_names(disk: Disk) -> list[str]:
     return sorted(
         n["name"]
-        for ref, record in disk.records.items()
+        for ref, record in disk.rows.items()
         if ref[0] == "entity"
         for n in record["nodes"]
     )

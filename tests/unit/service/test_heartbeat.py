@@ -74,15 +74,16 @@ def test_received_heartbeats_are_logged_once_per_server(caplog: pytest.LogCaptur
     ]
 
 
-class Transport:
+class Transport(asyncio.DatagramTransport):
     """The heartbeats the sender hands its transport, decoded; no socket."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.beats: list[Heartbeat] = []
         self.closed = False
 
-    def sendto(self, pdu: bytes) -> None:
-        message = DatagramDecoder().receive_datagram(pdu, ("127.0.0.1", 3205))
+    def sendto(self, data: bytes | bytearray | memoryview, addr: object = None) -> None:
+        message = DatagramDecoder().receive_datagram(bytes(data), ("127.0.0.1", 3205))
         assert message is not None
         self.beats.append(decode_heartbeat(message.payload or b""))
 
@@ -94,7 +95,7 @@ async def test_the_sender_beats_then_pauses_for_the_interval() -> None:
     transport, pacer = Transport(), Pacer(hold=True)
     sender = HeartbeatSender(GROUP, 30, ListenAddress("127.0.0.1", 3205), sleep=pacer)
     active = ServerAddress(ip_address("127.0.0.1"), 3205, 3205)
-    run = asyncio.create_task(sender._run(transport, active))  # type: ignore[arg-type]
+    run = asyncio.create_task(sender._run(transport, active))
     for counter in range(3):
         assert await pacer.asked() == 30  # one beat, then the interval
         assert transport.beats == [Heartbeat(active, 30, n) for n in range(counter + 1)]

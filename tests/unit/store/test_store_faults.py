@@ -4,10 +4,11 @@ again, and the failure is logged once per interval, naming the file and ENOSPC."
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
-from isns_server.store import SqliteStore, StoreError, check_writable
+from isns_server.store import Record, Ref, SqliteStore, StoreError, check_writable
 from isns_server.store.group_commit import GroupCommitter
 
 from ...polling import eventually
@@ -105,15 +106,15 @@ async def test_a_lasting_failure_is_logged_once_per_interval(
     await committer.close()
 
 
-async def test_sqlite_full_rolls_back_and_names_the_file_and_enospc(tmp_path) -> None:
+async def test_sqlite_full_rolls_back_and_names_the_file_and_enospc(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
     await store.submit({("entity", "a"): {"v": 1}})
     # Fault injection: SQLite answers SQLITE_FULL, as it does when write() gets ENOSPC.
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
     store._db.execute(f"PRAGMA max_page_count={pages}")
-    undone: list[list] = []
+    undone: list[list[tuple[Ref, Record]]] = []
     store.on_write_failed(lambda: undone.append(store.load()))
-    big = {("entity", f"b{i}"): {"v": "x" * 4000} for i in range(8)}
+    big: dict[Ref, Record | None] = {("entity", f"b{i}"): {"v": "x" * 4000} for i in range(8)}
     with pytest.raises(StoreError) as failure:
         await store.submit({**big, ("entity", "a"): None})
     message = str(failure.value)
@@ -128,7 +129,7 @@ async def test_sqlite_full_rolls_back_and_names_the_file_and_enospc(tmp_path) ->
     await store.close()
 
 
-def test_check_writable_names_the_path_and_what_to_do(tmp_path) -> None:
+def test_check_writable_names_the_path_and_what_to_do(tmp_path: Path) -> None:
     check_writable(tmp_path / "new" / "data")  # will be created: its parent is writable
     blocker = tmp_path / "file"
     blocker.write_text("")
