@@ -65,28 +65,6 @@ class ScsiTarget:
         for unit in self.units.values():
             unit.state.copy_targets = copy_targets
 
-    def reset(self, units: Iterable[LogicalUnit], by: str) -> None:
-        """A reset by the nexus `by`: every nexus, `by` included, gets a unit attention
-        (SAM-5 6.3.3)."""
-        everyone = self.everyone(by)
-        for unit in units:
-            unit.reset(everyone)
-            self.announce_reset(unit, everyone)
-
-    def nexus_lost(self, nexus: str) -> None:
-        for unit in self.forget_nexus(nexus):
-            unit.nexus_lost(nexus)
-
-    def rescan(self) -> list[tuple[int, int, int]]:
-        """Re-read every unit's backstore size: (LUN, old, new bytes) for each that
-        changed; the open nexuses get a unit attention for it."""
-        changes = []
-        for lun, unit in sorted(self.units.items()):
-            if (change := unit.rescan(self.nexuses)) is not None:
-                changes.append((lun, *change))
-                self.announce_capacity(unit)
-        return changes
-
     def everyone(self, by: str) -> frozenset[str]:
         """The nexuses a reset by `by` reaches: every open one, `by` included."""
         return frozenset(self.nexuses | {by})

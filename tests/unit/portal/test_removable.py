@@ -18,6 +18,8 @@ from isns_server.scsi import (
 )
 from isns_server.scsi.constants import ScsiStatus
 
+from ..scsi import inline
+
 TARGET = "iqn.2026-11.org.example.test:cdrom"
 BLOCK = 512
 A = "iqn.2026-11.org.example.test:a,i,0x000000000001"
@@ -174,12 +176,12 @@ def test_start_without_loej_or_with_a_power_condition_keeps_the_medium(
 def test_a_lost_nexus_and_a_reset_end_prevention(target: ScsiTarget) -> None:
     target.nexuses |= {A, B}
     prevent(target, A)
-    target.nexus_lost(A)
+    inline.nexus_lost(target, A)
     assert eject(target, B) == ScsiResult()
     assert load(target, B) == ScsiResult()
     prevent(target, A)
     prevent(target, B)
-    target.reset(target.units.values(), by=A)  # every nexus's prevention ends
+    inline.reset(target, target.units.values(), by=A)  # every nexus's prevention ends
     assert sense_of(unit_ready(target, A))[0] == 0x06  # A is told of its own reset
     assert eject(target, A) == ScsiResult()
     assert sense_of(unit_ready(target, B))[0] == 0x06  # B first hears of the reset

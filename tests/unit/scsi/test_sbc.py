@@ -17,6 +17,8 @@ from isns_server.scsi import (
 )
 from isns_server.scsi.constants import AdditionalSense, ScsiStatus
 
+from . import inline
+
 TARGET = "iqn.2026-11.org.example.test:disk1"
 SIZE = 1 << 20
 BLOCK = 512
@@ -184,7 +186,7 @@ def test_reserve_6_and_persistent_reservations_between_nexuses(target: ScsiTarge
     assert target.execute(0, cdb(0x16), nexus=A).status == ScsiStatus.GOOD
     assert target.execute(0, rw16(0x88, 0, 1), nexus=B).status == ScsiStatus.RESERVATION_CONFLICT
     assert target.execute(0, cdb(0x12, 0, 0, 0, 36), nexus=B).status == ScsiStatus.GOOD
-    target.nexus_lost(A)  # RESERVE (6) ends with the nexus
+    inline.nexus_lost(target, A)  # RESERVE (6) ends with the nexus
     assert target.execute(0, rw16(0x88, 0, 1), nexus=B).status == ScsiStatus.GOOD
 
     def prout(action: int, key: int, new: int, kind: int, nexus: str) -> ScsiResult:
@@ -209,12 +211,12 @@ def test_lun_reset_raises_a_unit_attention_for_every_nexus(target: ScsiTarget) -
     """SAM-5 6.3.3: the nexus that sent the reset is told too (libiscsi's
     MultipathIO.Reset, and tgtd, expect it); each hears of it once."""
     target.nexuses |= {A, B}
-    target.reset(target.units.values(), by=A)
+    inline.reset(target, target.units.values(), by=A)
     for nexus in (A, B):
         assert sense_of(target.execute(0, cdb(0x00), nexus=nexus)) == (0x06, 0x29, 0x00)
         assert target.execute(0, cdb(0x00), nexus=nexus).status == ScsiStatus.GOOD
-    target.reset(target.units.values(), by=A)
-    target.reset(target.units.values(), by=B)  # a second reset adds no second report
+    inline.reset(target, target.units.values(), by=A)
+    inline.reset(target, target.units.values(), by=B)  # a second reset adds no second report
     assert sense_of(target.execute(0, cdb(0x00), nexus=A)) == (0x06, 0x29, 0x00)
     assert target.execute(0, cdb(0x00), nexus=A).status == ScsiStatus.GOOD
 

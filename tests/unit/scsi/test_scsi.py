@@ -23,6 +23,8 @@ from isns_server.scsi import (
 )
 from isns_server.scsi.constants import ScsiStatus
 
+from . import inline
+
 TARGET = "iqn.2026-11.org.example.test:disk1"
 SIZE = 8 << 20
 
@@ -205,10 +207,10 @@ def test_a_grown_lun_reports_capacity_data_has_changed_to_every_nexus(tmp_path: 
     )
     nexuses = ["iqn.a,i,0x400000000001", "iqn.b,i,0x400000000002"]
     target.nexuses.update(nexuses)
-    assert target.rescan() == []
+    assert inline.rescan(target) == []
     os.truncate(path, 2 * SIZE)
-    assert target.rescan() == [(0, SIZE, 2 * SIZE)]
-    assert target.rescan() == []  # reported once
+    assert inline.rescan(target) == [(0, SIZE, 2 * SIZE)]
+    assert inline.rescan(target) == []  # reported once
     read_capacity_16 = cdb(0x9E, 0x10, *[0] * 8, 0, 0, 0, 32)
     for nexus in nexuses:
         assert sense_of(target.execute(0, read_capacity_16, nexus=nexus)) == (0x06, 0x2A, 0x09)
