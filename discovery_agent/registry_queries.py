@@ -7,7 +7,7 @@ records. An answer of No Such Entry means the object is gone; any other failure 
 """
 
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
 from isns_server.client import IsnsClientError
@@ -28,6 +28,7 @@ from isns_server.isnsp.messages import (
     PortNumber,
     unwrap_ipv4,
 )
+from isns_server.netaddr import parse_ip
 
 from .catalog import Domain, Node, Portal
 from .slp.agent import TargetDeregistration, TargetRegistration
@@ -323,13 +324,8 @@ def slp_entity(source: str) -> str:
 def portal_address(host: str) -> IPAddress | None:
     """The address a target URL's host names; None for a host name (iSNS portals are
     addresses, and the agent does not resolve names)."""
-    try:
-        address = ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return unwrap_ipv4(address)
+    address = parse_ip(host)
+    return None if address is None else unwrap_ipv4(address)
 
 
 def registered_by_slp(node: Node) -> bool:

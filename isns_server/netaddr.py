@@ -1,4 +1,5 @@
-"""How addresses are written in logs and messages: IPv6 hosts in brackets."""
+"""How addresses are written in logs and messages (IPv6 hosts in brackets), and read
+back from text."""
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -16,14 +17,20 @@ def peer_text(address: Any) -> str:
     return str(address)
 
 
-def peer_ip(peer: str) -> IPv4Address | IPv6Address | None:
-    """The address in a `peer_text` (IPv4-mapped as IPv4); None for the description of an
-    in-process caller ("the iSCSI portal")."""
-    host = peer[1:].partition("]")[0] if peer.startswith("[") else peer.rpartition(":")[0]
+def parse_ip(text: str) -> IPv4Address | IPv6Address | None:
+    """The address `text` writes, an IPv4-mapped one as the IPv4 address it carries (a
+    dual-stack socket's view of an IPv4 peer); None when `text` is no address."""
     try:
-        address = ip_address(host)
+        address = ip_address(text.strip())
     except ValueError:
         return None
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def peer_ip(peer: str) -> IPv4Address | IPv6Address | None:
+    """The address in a `peer_text` (IPv4-mapped as IPv4); None for the description of an
+    in-process caller ("the iSCSI portal")."""
+    host = peer[1:].partition("]")[0] if peer.startswith("[") else peer.rpartition(":")[0]
+    return parse_ip(host)

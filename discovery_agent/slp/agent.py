@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Literal, NamedTuple, TypeVar
 
+from isns_server.netaddr import parse_ip
 from isns_server.ratelimit import TokenBuckets
 
 from .attributes import Attribute, format_attr_list, parse_attr_list
@@ -176,16 +177,6 @@ class _Request:
     now: float
 
 
-def _ip(text: str) -> IPAddress | None:
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
-    return address
-
-
 def _is(service_type: str, wanted: str) -> bool:
     return comparison_key(service_type) == wanted
 
@@ -286,7 +277,9 @@ class DirectoryAgent:
         self._advertised_scopes = settings.scopes
         location = _URL_ADDRESS.search(settings.url)
         own = [location["ipv6"] or location["host"]] if location else []
-        self._own_addresses = {ip for ip in map(_ip, [*own, *settings.addresses]) if ip is not None}
+        self._own_addresses = {
+            ip for ip in map(parse_ip, [*own, *settings.addresses]) if ip is not None
+        }
         self._is_local = is_local
         self._started = False
         self._configured_scopes = scope_keys(settings.scopes)
@@ -454,7 +447,7 @@ class DirectoryAgent:
 
     def _responded(self, pr_list: tuple[str, ...]) -> bool:
         # RFC 2608 8.1: entries that are not addresses are ignored.
-        addresses = [ip for ip in map(_ip, pr_list) if ip is not None]
+        addresses = [ip for ip in map(parse_ip, pr_list) if ip is not None]
         if any(ip in self._own_addresses for ip in addresses):
             return True
         return any(map(self._is_local, addresses[:_MAX_PROBED_RESPONDERS]))
@@ -599,7 +592,7 @@ class DirectoryAgent:
         return None
 
     def _trusted(self, address: str) -> bool:
-        ip = _ip(address)
+        ip = parse_ip(address)
         return ip is not None and any(ip in network for network in self.settings.trusted_networks)
 
     def _ack(self, message: SrvReg | SrvDeReg, code: ErrorCode | None = None) -> Message:

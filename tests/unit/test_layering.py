@@ -23,7 +23,7 @@ LOGGING = ("isns_server.logthrottle",)
 ALLOWED: dict[str, tuple[str, ...]] = {
     # wire codecs: bytes in, messages out
     "isns_server.isnsp": (),
-    "discovery_agent.slp": ("isns_server.ratelimit",),
+    "discovery_agent.slp": ("isns_server.netaddr", "isns_server.ratelimit"),
     "isns_server.portal.iscsi": (),
     # core (pure): the SCSI layer knows block units and SAM, nothing of iSCSI or the portal
     "isns_server.registry": ("isns_server.isnsp", *SHARED),
